@@ -1,0 +1,305 @@
+/* SPDX-License-Identifier: MIT */
+/* The low-level API against real KVM: memory, PIO/MMIO dispatch, the
+ * unclaimed-access policies, kicks. Guests here are a few bytes of
+ * real-mode code. */
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "kvmtest.h"
+#include "internal.h"
+
+struct dev {
+	uint64_t off;
+	uint32_t len;
+	uint8_t wrote[16];
+	int writes, reads;
+	uint8_t reply;
+};
+
+static void dev_read(void *o, uint64_t off, void *data, uint32_t len)
+{
+	struct dev *d = o;
+	d->off = off;
+	d->len = len;
+	d->reads++;
+	memset(data, d->reply, len);
+}
+
+static void dev_write(void *o, uint64_t off, const void *data, uint32_t len)
+{
+	struct dev *d = o;
+	d->off = off;
+	d->len = len;
+	if (off < sizeof(d->wrote))
+		d->wrote[off] = *(const uint8_t *)data;
+	d->writes++;
+}
+
+static const vmkit_io_ops dev_ops = { sizeof(vmkit_io_ops), 0, dev_read, dev_write };
+
+static vmkit_host *host;
+static vmkit_vm *vm;
+static vmkit_vcpu *cpu;
+
+/* A VM without in-kernel irqchip (so HLT exits to us), 32 KiB of RAM at 0,
+ * one vCPU in real mode at 0000:1000 running @code. */
+static void make_vm(const uint8_t *code, size_t len, uint32_t policy)
+{
+	vmkit_vm_config cfg = VMKIT_VM_CONFIG_INIT;
+	vmkit_memory_region r = VMKIT_MEMORY_REGION_INIT;
+	vmkit_sregs s;
+	vmkit_regs regs;
+
+	host = kvmtest_host();
+	cfg.flags = VMKIT_VM_NO_IRQCHIP;
+	cfg.unhandled_policy = policy;
+	cr_assert_eq(vmkit_vm_new(host, &cfg, &vm), 0, "%s", vmkit_last_error());
+	r.gpa = 0;
+	r.length = 0x8000;
+	cr_assert_geq(vmkit_vm_add_memory(vm, &r), 0, "%s", vmkit_last_error());
+	cr_assert_eq(vmkit_vm_write(vm, 0x1000, code, len), 0);
+	cr_assert_eq(vmkit_vcpu_new(vm, 0, &cpu), 0, "%s", vmkit_last_error());
+	cr_assert_eq(vmkit_vcpu_get_sregs(cpu, &s), 0);
+	s.cs.base = 0;
+	s.cs.selector = 0;
+	s.ds.base = 0;
+	s.ds.selector = 0;
+	cr_assert_eq(vmkit_vcpu_set_sregs(cpu, &s), 0);
+	memset(&regs, 0, sizeof(regs));
+	regs.rip = 0x1000;
+	regs.rflags = 2;
+	cr_assert_eq(vmkit_vcpu_set_regs(cpu, &regs), 0);
+}
+
+static void teardown(void)
+{
+	vmkit_vm_free(vm);
+	vmkit_host_free(host);
+	vm = NULL;
+	host = NULL;
+}
+
+TestSuite(vcpu, .fini = teardown, .timeout = 60);
+
+Test(vcpu, pio_mmio_memory_and_unclaimed_ports)
+{
+	static const uint8_t code[] = {
+		0xba, 0x10, 0x00,       /* mov dx, 0x10 */
+		0xb0, 0x42,             /* mov al, 0x42 */
+		0xee,                   /* out dx, al        -> port 0x10 */
+		0xba, 0x11, 0x00,       /* mov dx, 0x11 */
+		0xec,                   /* in al, dx         <- port 0x11 */
+		0xe6, 0x12,             /* out 0x12, al      echo it */
+		0xe4, 0x80,             /* in al, 0x80       unclaimed */
+		0xe6, 0x13,             /* out 0x13, al      echo it */
+		0xa1, 0x00, 0x20,       /* mov ax, [0x2000] */
+		0x05, 0x01, 0x00,       /* add ax, 1 */
+		0xa3, 0x00, 0x20,       /* mov [0x2000], ax */
+		0xc6, 0x06, 0x00, 0x90, 0x77, /* mov byte [0x9000], 0x77   MMIO */
+		0xa0, 0x04, 0x90,       /* mov al, [0x9004]  MMIO read */
+		0xe6, 0x14,             /* out 0x14, al */
+		0xf4,                   /* hlt */
+	};
+	struct dev pio = { .reply = 0x5a }, mmio = { .reply = 0xa5 };
+	uint16_t word = 0x1233;
+	vmkit_vcpu_exit e = { .size = sizeof(e) };
+	vmkit_vm_stats st = { .size = sizeof(st) };
+
+	make_vm(code, sizeof(code), VMKIT_UNHANDLED_IGNORE);
+	cr_assert_eq(vmkit_vm_write(vm, 0x2000, &word, 2), 0);
+	cr_assert_eq(vmkit_vm_register_pio(vm, 0x10, 5, &dev_ops, &pio, 0), 0);
+	cr_assert_eq(vmkit_vm_register_mmio(vm, 0x9000, 0x1000, &dev_ops, &mmio, 0), 0);
+	cr_assert_eq(vmkit_vcpu_run(cpu, &e), 0, "%s", vmkit_last_error());
+	cr_assert_eq(e.kind, VMKIT_VCPU_EXIT_HLT, "exit %u: %s", e.kind, e.detail);
+	cr_assert_eq(pio.wrote[0], 0x42);
+	cr_assert_eq(pio.wrote[2], 0x5a, "read of a claimed port returns the device's value");
+	cr_assert_eq(pio.wrote[3], 0xff, "unclaimed port reads as all ones");
+	cr_assert_eq(pio.wrote[4], 0xa5, "MMIO read returns the device's value");
+	cr_assert_eq(mmio.wrote[0], 0x77);
+	cr_assert_eq(mmio.off, 4);
+	cr_assert_eq(vmkit_vm_read(vm, 0x2000, &word, 2), 0);
+	cr_assert_eq(word, 0x1234, "guest's memory write is seen by the host");
+	cr_assert_eq(vmkit_vm_get_stats(vm, &st), 0);
+	cr_assert_eq(st.unhandled_reads, 1);
+	cr_assert_eq(st.unhandled_writes, 0);
+	cr_assert_geq(st.pio_exits, 5);
+	cr_assert_eq(st.mmio_exits, 2);
+}
+
+Test(vcpu, strict_policy_stops_on_unclaimed_port)
+{
+	static const uint8_t code[] = { 0xe4, 0x80, 0xf4 }; /* in al, 0x80; hlt */
+	vmkit_vcpu_exit e = { .size = sizeof(e) };
+
+	make_vm(code, sizeof(code), VMKIT_UNHANDLED_STRICT);
+	cr_assert_eq(vmkit_vcpu_run(cpu, &e), 0);
+	cr_assert_eq(e.kind, VMKIT_VCPU_EXIT_UNHANDLED);
+	cr_assert_eq(e.u.io.port, 0x80);
+	cr_assert_eq(e.u.io.is_write, 0);
+	cr_assert(strstr(e.detail, "0x80") != NULL);
+}
+
+Test(vcpu, exit_policy_lets_the_caller_complete_a_read)
+{
+	static const uint8_t code[] = {
+		0xe4, 0x80,             /* in al, 0x80 */
+		0xe6, 0x81,             /* out 0x81, al */
+		0xf4,
+	};
+	vmkit_vcpu_exit e = { .size = sizeof(e) };
+
+	make_vm(code, sizeof(code), VMKIT_UNHANDLED_EXIT);
+	cr_assert_eq(vmkit_vcpu_run(cpu, &e), 0);
+	cr_assert_eq(e.kind, VMKIT_VCPU_EXIT_IO);
+	cr_assert_eq(e.u.io.port, 0x80);
+	e.u.io.data[0] = 0x3c;
+	cr_assert_eq(vmkit_vcpu_run(cpu, &e), 0);
+	cr_assert_eq(e.kind, VMKIT_VCPU_EXIT_IO);
+	cr_assert_eq(e.u.io.port, 0x81);
+	cr_assert_eq(e.u.io.is_write, 1);
+	cr_assert_eq(e.u.io.data[0], 0x3c);
+}
+
+static void *kicker(void *arg)
+{
+	usleep(100 * 1000);
+	vmkit_vcpu_kick(arg);
+	return NULL;
+}
+
+Test(vcpu, kick_interrupts_a_spinning_guest)
+{
+	static const uint8_t code[] = { 0xeb, 0xfe }; /* jmp $ */
+	vmkit_vcpu_exit e = { .size = sizeof(e) };
+	vmkit_regs regs;
+	pthread_t t;
+
+	make_vm(code, sizeof(code), VMKIT_UNHANDLED_IGNORE);
+	pthread_create(&t, NULL, kicker, cpu);
+	cr_assert_eq(vmkit_vcpu_run(cpu, &e), 0, "%s", vmkit_last_error());
+	pthread_join(t, NULL);
+	cr_assert_eq(e.kind, VMKIT_VCPU_EXIT_INTERRUPTED);
+	cr_assert_eq(vmkit_vcpu_get_regs(cpu, &regs), 0);
+	cr_assert_eq(regs.rip, 0x1000, "the guest was spinning at its jmp");
+}
+
+Test(vcpu, state_round_trip)
+{
+	static const uint8_t code[] = { 0xf4 };
+	vmkit_regs r, r2;
+	vmkit_lapic l;
+	vmkit_vcpu_events ev;
+	vmkit_msr m = { .index = 0x174 }; /* IA32_SYSENTER_CS */
+	uint32_t mp;
+
+	make_vm(code, sizeof(code), VMKIT_UNHANDLED_IGNORE);
+	cr_assert_eq(vmkit_vcpu_get_regs(cpu, &r), 0);
+	r.rax = 0x0123456789abcdefull;
+	r.r15 = 42;
+	cr_assert_eq(vmkit_vcpu_set_regs(cpu, &r), 0);
+	cr_assert_eq(vmkit_vcpu_get_regs(cpu, &r2), 0);
+	cr_assert_eq(r2.rax, r.rax);
+	cr_assert_eq(r2.r15, 42);
+	m.data = 0x10;
+	cr_assert_eq(vmkit_vcpu_set_msrs(cpu, &m, 1), 1, "%s", vmkit_last_error());
+	m.data = 0;
+	cr_assert_eq(vmkit_vcpu_get_msrs(cpu, &m, 1), 1);
+	cr_assert_eq(m.data, 0x10);
+	cr_assert_eq(vmkit_vcpu_get_events(cpu, &ev), 0, "%s", vmkit_last_error());
+	cr_assert_eq(vmkit_vcpu_set_events(cpu, &ev), 0, "%s", vmkit_last_error());
+	cr_assert_eq(vmkit_vcpu_get_mp_state(cpu, &mp), 0);
+	cr_assert_eq(mp, VMKIT_MP_RUNNABLE);
+	/* no in-kernel irqchip here: there is no LAPIC to read */
+	cr_assert_lt(vmkit_vcpu_get_lapic(cpu, &l), 0);
+	cr_assert_gt(vmkit_vcpu_state_msr_list(cpu, NULL, 0), 10);
+}
+
+Test(vcpu, memory_regions_bounds)
+{
+	static const uint8_t code[] = { 0xf4 };
+	vmkit_memory_region r = VMKIT_MEMORY_REGION_INIT;
+	uint8_t b[16];
+	void *p;
+	int id;
+
+	make_vm(code, sizeof(code), VMKIT_UNHANDLED_IGNORE);
+	cr_assert_eq(vmkit_vm_read(vm, 0x7ff8, b, 16), -EFAULT);
+	r.gpa = 0x8000;
+	r.length = 0x1000;
+	r.backing = VMKIT_MEMORY_MEMFD;
+	id = vmkit_vm_add_memory(vm, &r);
+	cr_assert_geq(id, 0, "%s", vmkit_last_error());
+	cr_assert_eq(vmkit_vm_read(vm, 0x7ff8, b, 16), 0, "reads cross adjacent regions");
+	cr_assert_eq(vmkit_vm_translate(vm, 0x7ff8, 16, &p), -EFAULT);
+	cr_assert_eq(vmkit_vm_translate(vm, 0x8000, 16, &p), 0);
+	cr_assert_eq(vmkit_vm_add_memory(vm, &r), -EEXIST);
+	cr_assert_eq(vmkit_vm_remove_memory(vm, id), 0);
+	cr_assert_eq(vmkit_vm_read(vm, 0x8000, b, 1), -EFAULT);
+}
+
+/* ioeventfd: a guest write that matches signals the eventfd and does not
+ * reach the bus; one that does not match (another value) exits as usual. */
+Test(vcpu, ioeventfd_catches_matching_writes)
+{
+	static const uint8_t code[] = {
+		0xb0, 0x03,             /* mov al, 3 */
+		0xe6, 0x30,             /* out 0x30, al   -> ioeventfd (datamatch 3) */
+		0xb0, 0x04,             /* mov al, 4 */
+		0xe6, 0x30,             /* out 0x30, al   -> no match: the bus */
+		0xc7, 0x06, 0x50, 0x90, 0x02, 0x00, /* mov word [0x9050], 2 -> MMIO ioeventfd */
+		0xf4,                   /* hlt */
+	};
+	struct dev pio = { 0 }, mmio = { 0 };
+	vmkit_vcpu_exit e = { .size = sizeof(e) };
+	int pfd = eventfd(0, EFD_NONBLOCK), mfd = eventfd(0, EFD_NONBLOCK);
+	uint64_t v = 0;
+
+	make_vm(code, sizeof(code), VMKIT_UNHANDLED_IGNORE);
+	cr_assert_eq(vmkit_vm_register_pio(vm, 0x30, 1, &dev_ops, &pio, 0), 0);
+	cr_assert_eq(vmkit_vm_register_mmio(vm, 0x9000, 0x1000, &dev_ops, &mmio, 0), 0);
+	cr_assert_eq(vmkit__vm_ioeventfd(vm, 0x30, 1, true, true, 3, pfd, true), 0, "%s",
+		     vmkit_last_error());
+	cr_assert_eq(vmkit__vm_ioeventfd(vm, 0x9050, 2, false, false, 0, mfd, true), 0, "%s",
+		     vmkit_last_error());
+	cr_assert_eq(vmkit__vm_ioeventfd(vm, 0x30, 3, true, false, 0, pfd, true), -EINVAL);
+	cr_assert_eq(vmkit_vcpu_run(cpu, &e), 0, "%s", vmkit_last_error());
+	cr_assert_eq(e.kind, VMKIT_VCPU_EXIT_HLT, "exit %u: %s", e.kind, e.detail);
+	cr_assert_eq(read(pfd, &v, 8), 8, "the matching port write signalled the eventfd");
+	cr_assert_eq(v, 1);
+	cr_assert_eq(pio.writes, 1, "only the non-matching write reached the device");
+	cr_assert_eq(pio.wrote[0], 4);
+	cr_assert_eq(read(mfd, &v, 8), 8, "the MMIO write signalled its eventfd");
+	cr_assert_eq(mmio.writes, 0);
+	cr_assert_eq(vmkit__vm_ioeventfd(vm, 0x30, 1, true, true, 3, pfd, false), 0);
+	cr_assert_eq(vmkit__vm_ioeventfd(vm, 0x9050, 2, false, false, 0, mfd, false), 0);
+	close(pfd);
+	close(mfd);
+}
+
+/* MSI routes: GSIs from 24 up, updated and freed; an irqfd on one. */
+Test(vcpu, msi_routes_and_irqfd)
+{
+	uint32_t g1, g2, g3;
+	int fd = eventfd(0, EFD_NONBLOCK);
+
+	host = kvmtest_host();
+	cr_assert_eq(vmkit_vm_new(host, NULL, &vm), 0, "%s", vmkit_last_error());
+	cr_assert_eq(vmkit__vm_msi_route_add(vm, 0xfee00000, 0x4041, &g1), 0, "%s",
+		     vmkit_last_error());
+	cr_assert_eq(vmkit__vm_msi_route_add(vm, 0xfee00000, 0x4042, &g2), 0);
+	cr_assert_geq(g1, VMKIT_MSI_GSI_BASE);
+	cr_assert_neq(g1, g2);
+	cr_assert_eq(vmkit__vm_msi_route_update(vm, g1, 0xfee01000, 0x4043), 0, "%s",
+		     vmkit_last_error());
+	cr_assert_eq(vmkit__vm_irqfd(vm, g1, fd, -1, true), 0, "%s", vmkit_last_error());
+	cr_assert_eq(vmkit__vm_irqfd(vm, g1, fd, -1, false), 0, "%s", vmkit_last_error());
+	cr_assert_eq(vmkit__vm_msi_route_del(vm, g1), 0);
+	cr_assert_eq(vmkit__vm_msi_route_del(vm, g1), -ENOENT, "freed twice");
+	cr_assert_eq(vmkit__vm_msi_route_update(vm, 5, 0, 0), -ENOENT, "not an MSI GSI");
+	cr_assert_eq(vmkit__vm_msi_route_add(vm, 0xfee00000, 0x4044, &g3), 0);
+	cr_assert_eq(g3, g1, "a freed GSI is reused");
+	/* no vCPU has its LAPIC enabled: the message is not delivered, not an error */
+	cr_assert_geq(vmkit__vm_signal_msi(vm, 0xfee00000, 0x4041), 0, "%s", vmkit_last_error());
+	close(fd);
+}
