@@ -959,7 +959,9 @@ static int blk_open(struct blk *b, const char *path)
 	struct stat s;
 	uint64_t bytes;
 
-	b->fd = open(path, (b->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO without a writer must be refused below, not
+	 * block the caller; it means nothing to files and block devices. */
+	b->fd = open(path, (b->readonly ? O_RDONLY : O_RDWR) | O_NONBLOCK | O_CLOEXEC);
 	if (b->fd < 0)
 		return vmkit__err(-errno, "%s: %s", path, strerror(errno));
 	if (fstat(b->fd, &s) < 0)

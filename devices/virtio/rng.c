@@ -23,7 +23,7 @@
 #include "devices/virtio/devutil.h"
 #include "loop/loop.h"
 
-#define RNG_STATE_VERSION 1u
+#define RNG_STATE_VERSION 2u
 #define RNG_QUEUE_SIZE 256u
 /* Bytes given to one request at most (a hostile 4 GiB buffer must not
  * keep the thread busy for seconds), and chains served per wake-up. */
@@ -49,7 +49,7 @@ struct rng {
 	struct vmkit_loop *loop;
 	int timer_fd;                 /* -1 without a loop */
 	vmkit_virtio_dev *_Atomic dev; /* the core, known from activate on */
-	bool live;                    /* activated, not reset since */
+	bool live;                    /* activated (or restored live), not reset since */
 	bool timer_armed;
 	uint64_t rate;                /* bytes per second; 0: no limit */
 	uint64_t burst;
@@ -213,6 +213,8 @@ static void rng_notify(void *opaque, vmkit_virtio_dev *dev, uint16_t queue)
 {
 	struct rng *r = opaque;
 
+	if (!atomic_load(&r->dev))
+		atomic_store(&r->dev, dev); /* restored live: no activate came */
 	if (queue == 0)
 		process(r, dev);
 }
@@ -233,6 +235,7 @@ static long rng_save(void *opaque, void *buf, size_t cap)
 
 	dev_state_begin(&w, "VRNG");
 	dev_state_put_u64(&w, r->rate);
+	dev_state_put_u8(&w, r->live);
 	return dv_save_out(&w, RNG_STATE_VERSION, buf, cap);
 }
 
@@ -241,15 +244,25 @@ static int rng_restore(void *opaque, const void *buf, size_t len)
 	struct rng *r = opaque;
 	struct dev_state_reader rd;
 	uint64_t rate;
+	uint8_t live;
 	int ret = dev_state_open(&rd, buf, len, "VRNG", RNG_STATE_VERSION);
 
 	if (ret < 0)
 		return ret;
 	rate = dev_state_get_u64(&rd);
+	live = dev_state_get_u8(&rd);
 	if ((ret = dev_state_close(&rd)) < 0)
 		return ret;
+	if (live > 1)
+		return vmkit__err(-EINVAL, "VRNG state: bad live flag %u", live);
 	if (rate && r->timer_fd < 0)
 		return vmkit__err(-EINVAL, "VRNG state: a rate limit needs an event loop");
+	/* A device saved live serves the next notification without a new
+	 * activate (the core restores DRIVER_OK); the timer learns the core
+	 * from that notification. */
+	if (!live)
+		disarm_timer(r);
+	r->live = live;
 	r->rate = rate;
 	r->burst = rng_burst(rate);
 	r->tokens = r->burst;

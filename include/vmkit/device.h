@@ -94,7 +94,10 @@ typedef struct vmkit_virtio_ops {
 	 * return the length, or the length needed (> @cap) to be called again,
 	 * or < 0. NULL: the device has no state beyond its queues. */
 	long (*save)(void *opaque, void *buf, size_t cap);
-	/** Load a blob save() produced. Must validate it fully. */
+	/** Load a blob save() produced. Must validate it fully. activate is
+	 * not called again for a device saved after DRIVER_OK: the blob must
+	 * carry whatever the device needs to serve its queues (the next
+	 * queue_notify hands it @dev). */
 	int (*restore)(void *opaque, const void *buf, size_t len);
 	/** The machine is being freed: release @opaque. May be NULL. */
 	void (*destroy)(void *opaque);

@@ -121,10 +121,14 @@ static bool access_one(struct vmkit_bus *bus, uint64_t addr, uint8_t *data, uint
 	return true;
 }
 
+/* Reads start as all ones: what a handler (or a NULL one) leaves
+ * untouched, and the bytes of a straddling access that no range claims,
+ * read as an open bus does (vmkit_io_ops promises this). */
 bool vmkit__bus_read(struct vmkit_bus *bus, uint64_t addr, void *data, uint32_t len)
 {
 	bool ok;
 
+	memset(data, 0xff, len);
 	pthread_rwlock_rdlock(&bus->lock);
 	ok = access_one(bus, addr, data, len, false);
 	pthread_rwlock_unlock(&bus->lock);

@@ -1056,7 +1056,8 @@ int vmkit_machine_config_load(const char *path, vmkit_machine_config **out)
 
 	if (!path || !out)
 		return vmkit__err(-EINVAL, "vmkit_machine_config_load: NULL argument");
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO without a writer must fail below, not block. */
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return vmkit__err(-errno, "config: %s: %s", path, strerror(errno));
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {

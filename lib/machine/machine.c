@@ -441,7 +441,8 @@ static int map_file(const char *what, const char *path, uint64_t max, struct fil
 
 	out->data = NULL;
 	out->fd = -1;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO without a writer must fail below, not block. */
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return vmkit__err(-errno, "%s %s: %s", what, path, strerror(errno));
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {

@@ -90,14 +90,24 @@ check vsock-bad-option  "unknown option 'port=5'" -- "${k[@]}" --vsock "cid=3,pa
 kcheck vsock-no-dir      "no such file"        -- "${k[@]}" --vsock "cid=3,path=$tmp/nodir/v.sock"
 kcheck vsock-not-socket  "not a socket"        -- "${k[@]}" --vsock "cid=3,path=$tmp/notkernel"
 
-# No permission: an unprivileged user on a root-only /dev/kvm.
-if [ -c /dev/kvm ] && [ "$(stat -c %a /dev/kvm)" = 600 ] && command -v setpriv >/dev/null; then
+# A FIFO with no writer where a file is expected: refused, never waited on.
+mkfifo "$tmp/fifo"
+kcheck kernel-fifo       "not a regular file"  -- --kernel "$tmp/fifo"
+kcheck initrd-fifo       "not a regular file"  -- --kernel "$tmp/notkernel" --initrd "$tmp/fifo"
+kcheck disk-fifo-ro      "not a regular file or block device" -- --kernel "$tmp/notkernel" --disk "$tmp/fifo,readonly"
+check config-fifo       "not a regular file"  -- --config "$tmp/fifo"
+
+# No permission: a user outside the kvm group (nobody, no groups) on a
+# /dev/kvm that others may not open (root-only 0600 or Debian's 0660
+# root:kvm). Needs root to switch users.
+if [ -c /dev/kvm ] && [ "$(id -u)" = 0 ] && [ $((0$(stat -c %a /dev/kvm) & 06)) = 0 ] &&
+   command -v setpriv >/dev/null; then
   chmod 755 "$tmp"; chmod 644 "$tmp/notkernel"
   prefix=(setpriv --reuid=65534 --regid=65534 --clear-groups)
   check no-permission "permission denied" -- --kernel "$tmp/notkernel"
   prefix=()
 else
-  echo "skip no-permission: /dev/kvm is not root-only here (or setpriv is missing)"
+  echo "skip no-permission: not root, /dev/kvm open to all users, or no setpriv here"
 fi
 
 # The good path needs KVM.

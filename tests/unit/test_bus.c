@@ -49,11 +49,11 @@ Test(bus, dispatch_sees_offsets)
 	vmkit__bus_destroy(&bus);
 }
 
-Test(bus, unclaimed_is_reported_and_data_untouched)
+Test(bus, unclaimed_is_reported_and_reads_all_ones)
 {
 	struct vmkit_bus bus;
 	struct rec a = { 0 };
-	uint32_t out = 0xffffffff;
+	uint32_t out = 0x12345678;
 
 	vmkit__bus_init(&bus);
 	cr_assert_eq(vmkit__bus_register(&bus, 0x100, 4, &ops, &a), 0);
@@ -110,5 +110,41 @@ Test(bus, many_ranges_binary_search)
 		cr_assert_eq(r[i].off, 7);
 		cr_assert_not(vmkit__bus_read(&bus, (uint64_t)i * 16 + 8, &d, 1));
 	}
+	vmkit__bus_destroy(&bus);
+}
+
+static void rd_half(void *o, uint64_t off, void *data, uint32_t len)
+{
+	(void)o;
+	(void)off;
+	if (len > 1)
+		memset(data, 0x00, len / 2);
+}
+
+/* What a handler does not fill, and bytes of a straddling read that no
+ * range claims, read as all ones (vmkit_io_ops's promise), never as
+ * whatever the buffer held before. */
+Test(bus, unfilled_and_unclaimed_bytes_read_as_ones)
+{
+	static const vmkit_io_ops no_read = { sizeof(vmkit_io_ops), 0, NULL, wr };
+	static const vmkit_io_ops half = { sizeof(vmkit_io_ops), 0, rd_half, wr };
+	struct vmkit_bus bus;
+	struct rec a = { 0 }, b = { 0 };
+	uint32_t out = 0;
+
+	vmkit__bus_init(&bus);
+	cr_assert_eq(vmkit__bus_register(&bus, 0x200, 4, &no_read, &a), 0);
+	cr_assert_eq(vmkit__bus_register(&bus, 0x300, 4, &half, &b), 0);
+	cr_assert(vmkit__bus_read(&bus, 0x200, &out, 4));
+	cr_assert_eq(out, 0xffffffff, "a NULL read handler gave 0x%x", out);
+	out = 0;
+	cr_assert(vmkit__bus_read(&bus, 0x300, &out, 4));
+	cr_assert_eq(out, 0xffff0000, "a handler filling half gave 0x%x", out);
+	out = 0;
+	/* offset 1 of a 2-byte range: one byte claimed (0x5a), three beyond it */
+	cr_assert_eq(vmkit__bus_register(&bus, 0x400, 2, &ops, &a), 0);
+	out = 0;
+	cr_assert(vmkit__bus_read(&bus, 0x401, &out, 4));
+	cr_assert_eq(out, 0xffffff5a, "straddling read gave 0x%x", out);
 	vmkit__bus_destroy(&bus);
 }

@@ -223,3 +223,36 @@ Test(virtio_rng, rate_limit_needs_a_loop)
 
 	cr_assert_eq(virtio_rng_create(100, NULL, &ops, &o), -EINVAL);
 }
+
+/* A device saved while the driver used it serves again once restored,
+ * without a new handshake: the guest just goes on posting buffers. */
+Test(virtio_rng, restored_live_device_serves_requests)
+{
+	struct rng_fixture f;
+	const vmkit_virtio_ops *ops;
+	void *opaque;
+	uint8_t *blob;
+	size_t len;
+	uint64_t gpa;
+	uint32_t id, n;
+
+	rng_up(&f, 0, false);
+	post(&f, 32);
+	vqd_kick(&f.dev, 0);
+	cr_assert(vqd_get_used(&f.q, &id, &n));
+	cr_assert_eq(virtio_dev_save(&f.dev, &blob, &len), 0, "%s", vmkit_last_error());
+	virtio_dev_destroy(&f.dev);
+
+	cr_assert_eq(virtio_rng_create(0, NULL, &ops, &opaque), 0);
+	vqd_transport_init(&f.t);
+	cr_assert_eq(virtio_dev_init(&f.dev, ops, opaque, &f.m.gm, &f.t.tr, &f.t, "rng0"), 0);
+	cr_assert_eq(virtio_dev_restore(&f.dev, blob, len), 0, "%s", vmkit_last_error());
+	free(blob);
+	cr_assert(vqd_status_live(vqd_status(&f.dev)));
+	gpa = post(&f, 48);
+	vqd_kick(&f.dev, 0);
+	cr_assert(vqd_get_used(&f.q, &id, &n), "the restored device served nothing");
+	cr_assert_eq(n, 48);
+	cr_assert_not(all_zero(vqd_hva(&f.m, gpa, 48), 48));
+	rng_down(&f);
+}
