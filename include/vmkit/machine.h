@@ -159,7 +159,14 @@ typedef enum vmkit_machine_event {
 	VMKIT_EVENT_EXITED = 4,
 } vmkit_machine_event;
 
-/** Called on the thread that caused the event (control thread or vCPU thread). */
+/**
+ * Called on the thread that caused the event: STARTED, PAUSED and RESUMED
+ * on the control thread that made the call; EXITED once, as soon as the
+ * machine's exit reason is known (on the vCPU or I/O thread that ended it,
+ * or the control thread that called stop or free), before
+ * vmkit_machine_wait() returns. The callback must not call
+ * vmkit_machine_wait() or vmkit_machine_free(). Since: 0.1
+ */
 typedef void (*vmkit_event_fn)(void *userdata, vmkit_machine *m, vmkit_machine_event ev);
 VMKIT_EXPORT int vmkit_machine_set_event_callback(vmkit_machine *m, vmkit_event_fn fn,
 						  void *userdata);

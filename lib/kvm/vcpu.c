@@ -268,6 +268,38 @@ static bool handle_exit(vmkit_vcpu *v, vmkit_vcpu_exit *e)
 	}
 }
 
+/* KVM completes an I/O exit (an IN's data into the register, RIP past an
+ * OUT) only when KVM_RUN is entered again, and keeps that pending work
+ * where userspace cannot see or save it. Before run returns for a kick or
+ * a stop, enter once with immediate_exit set: KVM finishes the pending
+ * operation and returns -EINTR without running guest code, so the state a
+ * caller reads next (pause, snapshot) is whole. A completion that itself
+ * needs userspace (the next fragment of a split MMIO access) is served
+ * and the loop goes on; any other exit becomes what run reports. */
+static int finish_pending_io(vmkit_vcpu *v, vmkit_vcpu_exit *e, _Atomic bool *request)
+{
+	uint32_t kind = e->kind;
+
+	for (unsigned i = 0; i < 16; i++) {
+		__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+			__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+			if (errno == EINTR || errno == EAGAIN)
+				return 0;
+			return vmkit__err(-errno, "KVM_RUN on vCPU %u: %s", v->index, strerror(errno));
+		}
+		v->runs++;
+		if (handle_exit(v, e)) {
+			/* That exit is for the caller; the kick or stop waits
+			 * for the next call. */
+			atomic_store(request, true);
+			return 0;
+		}
+		e->kind = kind;
+	}
+	return vmkit__err(-EIO, "vCPU %u: pending I/O did not complete", v->index);
+}
+
 int vmkit_vcpu_run(vmkit_vcpu *v, vmkit_vcpu_exit *e)
 {
 	int ret = 0;
@@ -281,10 +313,12 @@ int vmkit_vcpu_run(vmkit_vcpu *v, vmkit_vcpu_exit *e)
 		if (atomic_exchange(&v->kick, false)) {
 			v->exits_interrupted++;
 			e->kind = VMKIT_VCPU_EXIT_INTERRUPTED;
+			ret = finish_pending_io(v, e, &v->kick);
 			break;
 		}
 		if (atomic_exchange(&v->stop_requested, false)) {
 			e->kind = VMKIT_VCPU_EXIT_STOP;
+			ret = finish_pending_io(v, e, &v->stop_requested);
 			break;
 		}
 		v->runs++;

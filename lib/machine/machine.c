@@ -133,6 +133,11 @@ static void machine_exit(vmkit_machine *m, vmkit_exit_reason reason, int status,
 		   reason, status, detail ? detail : "");
 	pthread_cond_broadcast(&m->cond);
 	pthread_mutex_unlock(&m->lock);
+	/* Now, on the thread that ended the machine, not when someone waits:
+	 * an embedder driven by events learns it without calling wait. The
+	 * machine cannot be freed under us: free joins the vCPU and I/O
+	 * threads, and a control thread calling stop owns it. */
+	emit(m, VMKIT_EVENT_EXITED);
 }
 
 /* ---- device callbacks ---------------------------------------------------- */
@@ -148,27 +153,55 @@ static void irq_kbd(void *ctx, bool level) { irq_set(ctx, X86_I8042_IRQ, level);
 static void irq_rtc(void *ctx, bool level) { irq_set(ctx, X86_RTC_IRQ, level); }
 static void irq_sci(void *ctx, bool level) { irq_set(ctx, X86_SCI_IRQ, level); }
 
-/* Write all of @data to @fd without holding a vCPU past a stop: a reader
- * that stops reading makes us give up once the machine exits. */
+/* A vCPU thread waiting for a reader that stopped reading runs no guest
+ * code: while a pause is requested it counts as paused, so that
+ * vmkit_machine_pause() returns. Once its write is done it goes back to
+ * KVM_RUN, finds the kick and parks for real. */
+static void hold_for_pause(vmkit_machine *m, bool *held)
+{
+	if (*held)
+		return;
+	pthread_mutex_lock(&m->lock);
+	if (m->pause_requested) {
+		m->paused_cpus++;
+		*held = true;
+		pthread_cond_broadcast(&m->cond);
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* Write all of @data to @fd (on the vCPU thread that made the access)
+ * without holding the vCPU past a stop or a pause: a reader that stops
+ * reading makes us give up once the machine exits, and lets a pause
+ * complete meanwhile. */
 static void write_out(vmkit_machine *m, int fd, const uint8_t *data, size_t len)
 {
+	bool held = false;
+
 	while (len > 0 && !atomic_load(&m->exiting)) {
 		struct pollfd p = { .fd = fd, .events = POLLOUT };
 		ssize_t n;
 
 		/* Wait in poll, not write: a kick that lands just before a
 		 * blocking write() would be lost. */
-		if (poll(&p, 1, 100) <= 0 || !(p.revents & (POLLOUT | POLLERR | POLLHUP | POLLNVAL)))
+		if (poll(&p, 1, 100) <= 0 || !(p.revents & (POLLOUT | POLLERR | POLLHUP | POLLNVAL))) {
+			hold_for_pause(m, &held);
 			continue;
+		}
 		if (p.revents & POLLNVAL)
-			return;
+			break;
 		n = write(fd, data, len);
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (n <= 0)
-			return; /* the reader went away: output is dropped */
+			break; /* the reader went away: output is dropped */
 		data += n;
 		len -= (size_t)n;
+	}
+	if (held) {
+		pthread_mutex_lock(&m->lock);
+		m->paused_cpus--;
+		pthread_mutex_unlock(&m->lock);
 	}
 }
 
@@ -1032,12 +1065,8 @@ static void reap(vmkit_machine *m)
 	was_running = m->state == VMKIT_MACHINE_RUNNING;
 	if (was_running)
 		account_run_time(m);
-	if (m->state != VMKIT_MACHINE_EXITED && m->state != VMKIT_MACHINE_CREATED) {
+	if (m->state != VMKIT_MACHINE_CREATED)
 		m->state = VMKIT_MACHINE_EXITED;
-		pthread_mutex_unlock(&m->lock);
-		emit(m, VMKIT_EVENT_EXITED);
-		return;
-	}
 	pthread_mutex_unlock(&m->lock);
 }
 

@@ -3,6 +3,7 @@
  * guest (a flat binary): exit reasons (exit port, ACPI power-off, the reset
  * paths, pvpanic, triple fault, strict policy, stop), serial output,
  * pause/resume, events, statistics, and start-up errors. */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -380,6 +381,111 @@ Test(machine, stop_works_when_the_serial_reader_stops_reading)
 	cr_assert_eq(ex.reason, VMKIT_EXIT_STOPPED);
 	close(p[0]);
 	close(p[1]);
+}
+
+/* The same stalled reader, but a pause: the vCPU waiting on the pipe
+ * runs no guest code, so pause returns; the output is not lost, it goes
+ * out once the reader reads again and the machine resumes. */
+Test(machine, pause_works_when_the_serial_reader_stops_reading)
+{
+	static const uint8_t code[] = {
+		0xba, 0xf8, 0x03,       /* mov dx, 0x3f8 */
+		0xb0, 0x78,             /* mov al, 'x' */
+		0xee,                   /* out dx, al */
+		0xeb, 0xfd,             /* jmp back to out */
+	};
+	vmkit_machine_config *cfg = flat_config(code, sizeof(code), 1);
+	vmkit_machine_exit ex = { .size = sizeof(ex) };
+	vmkit_machine_stats st = { .size = sizeof(st) };
+	uint64_t last = 0, before, after, drained = 0;
+	char buf[65536];
+	ssize_t n;
+	int p[2];
+
+	cr_assert_eq(pipe(p), 0);
+	cr_assert_eq(vmkit_machine_config_set_serial_fds(cfg, -1, p[1]), 0);
+	host = kvmtest_host();
+	cr_assert_eq(vmkit_machine_new(host, cfg, &m), 0, "%s", vmkit_last_error());
+	vmkit_machine_config_free(cfg);
+	cr_assert_eq(vmkit_machine_start(m), 0);
+	for (int i = 0; i < 100; i++) {
+		usleep(300 * 1000);
+		cr_assert_eq(vmkit_machine_get_stats(m, &st), 0);
+		if (st.serial_tx_bytes > 0 && st.serial_tx_bytes == last)
+			break;
+		last = st.serial_tx_bytes;
+	}
+	cr_assert_eq(st.serial_tx_bytes, last, "output never stalled");
+	cr_assert_eq(vmkit_machine_pause(m), 0, "%s", vmkit_last_error());
+	cr_assert_eq(vmkit_machine_get_state(m), VMKIT_MACHINE_PAUSED);
+	before = st.serial_tx_bytes;
+	/* Drain the pipe while paused: the byte that was waiting goes out,
+	 * then nothing more (the guest is held). */
+	cr_assert_eq(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
+	for (int i = 0; i < 20; i++) {
+		while ((n = read(p[0], buf, sizeof(buf))) > 0)
+			drained += (uint64_t)n;
+		usleep(50 * 1000);
+	}
+	cr_assert_eq(vmkit_machine_get_stats(m, &st), 0);
+	after = st.serial_tx_bytes;
+	cr_assert_eq(after, before, "the guest wrote %llu bytes while paused",
+		     (unsigned long long)(after - before));
+	cr_assert_eq(drained, after, "%llu bytes reached the pipe of %llu the UART took",
+		     (unsigned long long)drained, (unsigned long long)after);
+	cr_assert_eq(vmkit_machine_resume(m), 0);
+	usleep(300 * 1000);
+	cr_assert_eq(vmkit_machine_get_stats(m, &st), 0);
+	cr_assert_gt(st.serial_tx_bytes, after, "no output after resume");
+	cr_assert_eq(vmkit_machine_stop(m), 0);
+	cr_assert_eq(vmkit_machine_wait(m, 10000, &ex), 0);
+	close(p[0]);
+	close(p[1]);
+}
+
+/* EXITED comes when the guest ends the machine, not when somebody waits:
+ * an embedder driven by the callback alone learns of it. */
+static pthread_mutex_t exit_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t exit_cond = PTHREAD_COND_INITIALIZER;
+static bool exit_seen;
+static vmkit_machine_state state_in_callback;
+
+static void on_exit_event(void *ud, vmkit_machine *mm, vmkit_machine_event ev)
+{
+	(void)ud;
+	if (ev != VMKIT_EVENT_EXITED)
+		return;
+	state_in_callback = vmkit_machine_get_state(mm);
+	pthread_mutex_lock(&exit_lock);
+	exit_seen = true;
+	pthread_cond_broadcast(&exit_cond);
+	pthread_mutex_unlock(&exit_lock);
+}
+
+Test(machine, exited_event_comes_without_a_wait)
+{
+	static const uint8_t code[] = { 0xb0, 0x03, 0xe6, 0xf4, 0xeb, 0xfe }; /* exit port, 3 */
+	vmkit_machine_config *cfg = flat_config(code, sizeof(code), 1);
+	vmkit_machine_exit ex = { .size = sizeof(ex) };
+	struct timespec until;
+
+	host = kvmtest_host();
+	cr_assert_eq(vmkit_machine_new(host, cfg, &m), 0, "%s", vmkit_last_error());
+	vmkit_machine_config_free(cfg);
+	cr_assert_eq(vmkit_machine_set_event_callback(m, on_exit_event, NULL), 0);
+	exit_seen = false;
+	cr_assert_eq(vmkit_machine_start(m), 0);
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 30;
+	pthread_mutex_lock(&exit_lock);
+	while (!exit_seen && pthread_cond_timedwait(&exit_cond, &exit_lock, &until) == 0)
+		;
+	pthread_mutex_unlock(&exit_lock);
+	cr_assert(exit_seen, "no EXITED event within 30 s without a wait");
+	cr_assert_eq(state_in_callback, VMKIT_MACHINE_EXITED);
+	cr_assert_eq(vmkit_machine_wait(m, 10000, &ex), 0);
+	cr_assert_eq(ex.reason, VMKIT_EXIT_EXIT_PORT);
+	cr_assert_eq(ex.status, 7);
 }
 
 /* An embedder's virtio device: ops->destroy runs once, when the machine

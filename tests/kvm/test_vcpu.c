@@ -303,3 +303,46 @@ Test(vcpu, msi_routes_and_irqfd)
 	cr_assert_geq(vmkit__vm_signal_msi(vm, 0xfee00000, 0x4041), 0, "%s", vmkit_last_error());
 	close(fd);
 }
+
+/* A kick that lands while the vCPU is inside an I/O exit: run returns
+ * INTERRUPTED with that I/O completed, so the state a caller reads then
+ * (a pause, a snapshot) is past the instruction. KVM finishes a PIO exit
+ * only on the next KVM_RUN: an IN's data reaches RAX and an OUT's RIP
+ * advances then. Before, the IN would run again after a restore. */
+static vmkit_vcpu *kick_target;
+
+static void kick_read(void *o, uint64_t off, void *data, uint32_t len)
+{
+	dev_read(o, off, data, len);
+	vmkit_vcpu_kick(kick_target);
+}
+
+static const vmkit_io_ops kick_ops = { sizeof(vmkit_io_ops), 0, kick_read, dev_write };
+
+Test(vcpu, kick_inside_an_io_exit_completes_the_io)
+{
+	static const uint8_t code[] = {
+		0xb0, 0x00,             /* 0x1000 mov al, 0 */
+		0xe4, 0x20,             /* 0x1002 in al, 0x20  (its handler kicks us) */
+		0xf4,                   /* 0x1004 hlt */
+	};
+	struct dev d = { .reply = 0x6b };
+	vmkit_vcpu_exit e = { .size = sizeof(e) };
+	vmkit_regs regs;
+
+	make_vm(code, sizeof(code), VMKIT_UNHANDLED_IGNORE);
+	kick_target = cpu;
+	cr_assert_eq(vmkit_vm_register_pio(vm, 0x20, 1, &kick_ops, &d, 0), 0);
+	cr_assert_eq(vmkit_vcpu_run(cpu, &e), 0, "%s", vmkit_last_error());
+	cr_assert_eq(e.kind, VMKIT_VCPU_EXIT_INTERRUPTED, "exit %u: %s", e.kind, e.detail);
+	cr_assert_eq(d.reads, 1);
+	cr_assert_eq(vmkit_vcpu_get_regs(cpu, &regs), 0);
+	cr_assert_eq(regs.rip, 0x1004, "RIP 0x%llx: the IN was not completed",
+		     (unsigned long long)regs.rip);
+	cr_assert_eq(regs.rax & 0xff, 0x6b, "AL 0x%llx: the IN's data never reached the guest",
+		     (unsigned long long)regs.rax & 0xff);
+	/* Running on takes it to the HLT, without reading the port again. */
+	cr_assert_eq(vmkit_vcpu_run(cpu, &e), 0, "%s", vmkit_last_error());
+	cr_assert_eq(e.kind, VMKIT_VCPU_EXIT_HLT, "exit %u: %s", e.kind, e.detail);
+	cr_assert_eq(d.reads, 1, "the port was read %d times", d.reads);
+}
