@@ -101,6 +101,11 @@ void *vmkit__gmem_ptr(const struct vmkit_gmem *gm, uint64_t gpa, size_t len);
 /* Host pointer for @gpa and how many bytes follow it in the same region;
  * NULL if @gpa is not memory. */
 void *vmkit__gmem_span(const struct vmkit_gmem *gm, uint64_t gpa, uint64_t *avail);
+/* The same for memory a device is about to write (DMA): NULL inside a
+ * read-only region, which is read-only to devices as it is to the guest
+ * (a firmware ROM). vmkit__gmem_ptr_rw likewise. */
+void *vmkit__gmem_span_rw(const struct vmkit_gmem *gm, uint64_t gpa, uint64_t *avail);
+void *vmkit__gmem_ptr_rw(const struct vmkit_gmem *gm, uint64_t gpa, size_t len);
 uint64_t vmkit__gmem_total(const struct vmkit_gmem *gm);
 
 /* ---- buses (lib/bus/bus.c) ----------------------------------------------- */

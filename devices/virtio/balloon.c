@@ -276,12 +276,19 @@ static void discard_iov(struct balloon *b, vmkit_virtio_dev *dev, const struct i
 	discard(b, dev, r, s, (uint64_t)(t - s));
 }
 
+/* Reported ranges come as device-writable buffers (the driver lends the
+ * pages to the device, as Linux's virtqueue_add_inbuf() does; QEMU reads
+ * only those too). A device-readable descriptor promises the device will
+ * not change the memory, so it is never discarded. */
 static void handle_report(struct balloon *b, vmkit_virtio_dev *dev, vmkit_virtq_elem *e)
 {
 	for (uint32_t i = 0; i < e->n_in; i++)
 		discard_iov(b, dev, &e->in[i]);
-	for (uint32_t i = 0; i < e->n_out; i++)
-		discard_iov(b, dev, &e->out[i]);
+	if (e->n_out) {
+		dv_log(dev, b->warned ? VMKIT_LOG_DEBUG : VMKIT_LOG_WARN,
+		       "free page report in device-readable buffers: ignored");
+		b->warned = true;
+	}
 }
 
 /* ---- statistics --------------------------------------------------------------- */

@@ -46,17 +46,20 @@ static volatile uint16_t *used_event_p(const struct virtq *vq)
 	return &vq->avail[AVAIL_RING + vq->size];
 }
 
+/* @rw: the device writes this ring (used), so read-only memory will not do. */
 static int ring_ptr(const struct vmkit_gmem *mem, const char *what, uint64_t gpa, uint64_t len,
-		    uint64_t align, void **out)
+		    uint64_t align, bool rw, void **out)
 {
 	if (gpa & (align - 1))
 		return vmkit__err(-EINVAL, "virtqueue %s ring at 0x%llx is not %llu-byte aligned",
 				  what, (unsigned long long)gpa, (unsigned long long)align);
-	*out = vmkit__gmem_ptr(mem, gpa, (size_t)len);
+	*out = rw ? vmkit__gmem_ptr_rw(mem, gpa, (size_t)len) :
+		    vmkit__gmem_ptr(mem, gpa, (size_t)len);
 	if (!*out)
 		return vmkit__err(-EFAULT,
-				  "virtqueue %s ring 0x%llx+0x%llx is not inside one guest memory region",
-				  what, (unsigned long long)gpa, (unsigned long long)len);
+				  "virtqueue %s ring 0x%llx+0x%llx is not inside one %sguest memory region",
+				  what, (unsigned long long)gpa, (unsigned long long)len,
+				  rw ? "writable " : "");
 	return 0;
 }
 
@@ -68,11 +71,11 @@ int virtq_start(struct virtq *vq, const struct vmkit_gmem *mem)
 	if (vq->size == 0 || vq->size > VMKIT_VIRTQ_MAX_SIZE || (vq->size & (vq->size - 1)))
 		return vmkit__err(-EINVAL, "virtqueue size %u is not a power of two in 1..%u",
 				  vq->size, VMKIT_VIRTQ_MAX_SIZE);
-	ret = ring_ptr(mem, "descriptor", vq->desc_gpa, desc_bytes(vq->size), 16, &d);
+	ret = ring_ptr(mem, "descriptor", vq->desc_gpa, desc_bytes(vq->size), 16, false, &d);
 	if (ret == 0)
-		ret = ring_ptr(mem, "available", vq->avail_gpa, avail_bytes(vq->size), 2, &a);
+		ret = ring_ptr(mem, "available", vq->avail_gpa, avail_bytes(vq->size), 2, false, &a);
 	if (ret == 0)
-		ret = ring_ptr(mem, "used", vq->used_gpa, used_bytes(vq->size), 4, &u);
+		ret = ring_ptr(mem, "used", vq->used_gpa, used_bytes(vq->size), 4, true, &u);
 	if (ret < 0)
 		return ret;
 	vq->desc = d;
@@ -131,15 +134,18 @@ static struct virtq_desc read_desc(const volatile struct virtq_desc *p)
 }
 
 /* How many iovecs [gpa, gpa+len) needs (one per region it touches), or
- * -EFAULT if any of it is not guest memory. @len > 0, no overflow. */
-static int count_iov(const struct vmkit_gmem *mem, uint64_t gpa, uint64_t len)
+ * -EFAULT if any of it is not guest memory, or (@write: a buffer the
+ * device fills) is read-only memory. @len > 0, no overflow. */
+static int count_iov(const struct vmkit_gmem *mem, uint64_t gpa, uint64_t len, bool write)
 {
 	int n = 0;
 
 	while (len > 0) {
 		uint64_t avail = 0;
+		void *p = write ? vmkit__gmem_span_rw(mem, gpa, &avail) :
+				  vmkit__gmem_span(mem, gpa, &avail);
 
-		if (!vmkit__gmem_span(mem, gpa, &avail) || avail == 0)
+		if (!p || avail == 0)
 			return -EFAULT;
 		n++;
 		if (avail >= len)
@@ -175,9 +181,11 @@ static int add_buffer(struct virtq *vq, uint16_t qi, const struct vmkit_gmem *me
 		if (d->addr + d->len < d->addr)
 			return malformed(vq, qi, -EFAULT, "buffer wraps around",
 					 d->addr, d->len);
-		niov = count_iov(mem, d->addr, d->len);
+		niov = count_iov(mem, d->addr, d->len, write);
 		if (niov < 0)
-			return malformed(vq, qi, -EFAULT, "buffer outside guest memory",
+			return malformed(vq, qi, -EFAULT,
+					 write ? "writable buffer outside guest RAM (or in ROM)" :
+						 "buffer outside guest memory",
 					 d->addr, d->len);
 	}
 	if (c->out_len + c->in_len + d->len > UINT32_MAX)
@@ -213,7 +221,7 @@ static int walk_indirect(struct virtq *vq, uint16_t qi, const struct vmkit_gmem 
 		return malformed(vq, qi, -EINVAL, "indirect descriptor with NEXT", d->addr, d->len);
 	if (d->len == 0 || d->len % 16 != 0 || d->len > VIRTQ_MAX_INDIRECT_BYTES)
 		return malformed(vq, qi, -EINVAL, "bad indirect table length", d->addr, d->len);
-	if (table + d->len < table || count_iov(mem, table, d->len) < 0)
+	if (table + d->len < table || count_iov(mem, table, d->len, false) < 0)
 		return malformed(vq, qi, -EFAULT, "indirect table outside guest memory",
 				 d->addr, d->len);
 	entries = d->len / 16;

@@ -248,6 +248,25 @@ void *vmkit__gmem_span(const struct vmkit_gmem *gm, uint64_t gpa, uint64_t *avai
 	return r->hva + (gpa - r->gpa);
 }
 
+void *vmkit__gmem_span_rw(const struct vmkit_gmem *gm, uint64_t gpa, uint64_t *avail)
+{
+	const struct vmkit_gmem_region *r = lookup(gm, gpa);
+
+	if (!r || (r->flags & VMKIT_MEMORY_READONLY))
+		return NULL;
+	*avail = r->len - (gpa - r->gpa);
+	return r->hva + (gpa - r->gpa);
+}
+
+void *vmkit__gmem_ptr_rw(const struct vmkit_gmem *gm, uint64_t gpa, size_t len)
+{
+	const struct vmkit_gmem_region *r = lookup(gm, gpa);
+
+	if (!r || (r->flags & VMKIT_MEMORY_READONLY) || len > r->len - (gpa - r->gpa))
+		return NULL;
+	return r->hva + (gpa - r->gpa);
+}
+
 uint64_t vmkit__gmem_total(const struct vmkit_gmem *gm)
 {
 	uint64_t t = 0;

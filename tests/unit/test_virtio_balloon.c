@@ -319,9 +319,20 @@ Test(virtio_balloon, reporting_releases_the_range)
 	cr_assert(is_filled(b.anon_ram, PAGE, 0x77));
 	cr_assert(is_filled(b.anon_ram + PAGE, 2 * PAGE, 0));
 	cr_assert(is_filled(b.anon_ram + 3 * PAGE, PAGE, 0x77));
-	/* read-only memory is never released */
-	post_report(&b, 3, RO_GPA, PAGE);
+	/* a device-readable report buffer is the driver's promise that the
+	 * memory stays as it is: not released */
+	memset(b.anon_ram, 0x66, PAGE);
+	vqd_publish(&b.q[3], (uint16_t)vqd_add_chain(&b.q[3], &(struct vqd_buf){ ANON_GPA, PAGE,
+									      false },
+						     1));
+	vqd_kick(&b.dev, 3);
 	cr_assert(used_one(&b, 3));
+	cr_assert(is_filled(b.anon_ram, PAGE, 0x66));
+	/* read-only memory is never released: a report that would have the
+	 * device write it is a malformed chain (the queue stops, NEEDS_RESET) */
+	post_report(&b, 3, RO_GPA, PAGE);
+	cr_assert_not(used_one(&b, 3));
+	cr_assert(vqd_status(&b.dev) & VIRTIO_STATUS_NEEDS_RESET);
 	cr_assert(is_filled(b.ro, PAGE, 0x5a));
 	bal_down(&b);
 }

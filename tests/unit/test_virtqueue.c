@@ -897,3 +897,57 @@ Test(virtqueue, random_tables_never_escape_guest_memory, .timeout = 60)
 	cr_log_info("random tables: %u accepted, %u refused, %u empty, %u multi-iovec", ok, bad,
 		    empty, split);
 }
+
+/* A read-only region (a firmware ROM) is read-only to devices too: a
+ * device-writable buffer there is malformed (the device would otherwise
+ * overwrite the ROM behind the guest's back), a readable one is fine,
+ * and the used ring, which the device writes, cannot live there. */
+#define ROM_GPA 0x10000000ull
+static void *add_rom(void)
+{
+	static uint8_t rom[0x2000] __attribute__((aligned(4096)));
+
+	memset(rom, 0x5a, sizeof(rom));
+	cr_assert_geq(vmkit__gmem_add_host(&m.gm, ROM_GPA, sizeof(rom), rom,
+					   VMKIT_MEMORY_READONLY), 0);
+	return rom;
+}
+
+Test(virtqueue, readable_buffer_in_rom_is_fine)
+{
+	vmkit_virtq_elem *e;
+
+	start_q(16, false, false);
+	add_rom();
+	vqd_publish(&q, (uint16_t)vqd_add_chain(&q, (struct vqd_buf[]){ { ROM_GPA, 64, false } }, 1));
+	e = pop_ok();
+	cr_assert_eq(e->n_out, 1);
+	cr_assert_eq(((uint8_t *)e->out[0].iov_base)[0], 0x5a);
+	virtq_elem_free(e);
+}
+
+Test(virtqueue, hostile_writable_buffer_in_rom)
+{
+	uint8_t *rom;
+
+	start_q(16, false, false);
+	rom = add_rom();
+	vqd_publish(&q, (uint16_t)vqd_add_chain(&q, (struct vqd_buf[]){ { 0x2000, 16, false },
+									 { ROM_GPA + 0x100, 64, true } },
+						2));
+	expect_malformed();
+	cr_assert(strstr(vmkit_last_error(), "ROM"), "%s", vmkit_last_error());
+	cr_assert_eq(rom[0x100], 0x5a);
+}
+
+Test(virtqueue, used_ring_in_rom_is_refused)
+{
+	start_q(8, false, false);
+	add_rom();
+	vq.used_gpa = ROM_GPA;
+	cr_assert_lt(virtq_start(&vq, &m.gm), 0);
+	cr_assert(strstr(vmkit_last_error(), "writable"), "%s", vmkit_last_error());
+	vq.desc_gpa = ROM_GPA;                  /* descriptors in ROM: only read */
+	vq.used_gpa = q.used;
+	cr_assert_eq(virtq_start(&vq, &m.gm), 0, "%s", vmkit_last_error());
+}
