@@ -470,7 +470,7 @@ static uint64_t wait_actual(uint64_t want, int timeout_ms)
 static void balloon_case(vmkit_virtio_transport t, bool irq)
 {
 	const uint64_t mem = 160, n = 64; /* MiB */
-	const long need = (long)(n * 1024 * 6 / 10); /* KiB: 60% of n MiB */
+	const long need = (long)(n * 1024 * 9 / 10); /* KiB: 90% of n MiB (measured: 99.8%) */
 	struct timespec ts = { 0, 10 * 1000 * 1000 };
 	vmkit_balloon_stats st;
 	char want[64];
@@ -573,7 +573,7 @@ Test(guest_virtio, balloon_mmio_target_changes_arrive_as_config_interrupts)
 static void reporting_case(vmkit_virtio_transport t, bool stats)
 {
 	const uint64_t n = 32; /* MiB reported */
-	const long need = (long)(n * 1024 * 6 / 10);
+	const long need = (long)(n * 1024 * 9 / 10);
 	char want[64];
 	long rss0, rss1;
 	uint64_t actual;
