@@ -22,6 +22,7 @@ static void config_defaults(struct vmkit_machine_config *c)
 	c->exit_port_enabled = true;
 	c->exit_port = X86_EXIT_PORT;
 	c->acpi = true;
+	c->hugepages = true;
 	c->flat_mode = VMKIT_CPU_LONG64;
 	c->console_in = c->console_out = MACHINE_FD_SERIAL;
 	c->debugcon_fd = -1;
@@ -270,6 +271,13 @@ int vmkit_machine_config_set_acpi(vmkit_machine_config *c, bool enabled)
 {
 	CHECK_CFG(c);
 	c->acpi = enabled;
+	return 0;
+}
+
+int vmkit_machine_config_set_hugepages(vmkit_machine_config *c, bool enabled)
+{
+	CHECK_CFG(c);
+	c->hugepages = enabled;
 	return 0;
 }
 
@@ -935,6 +943,9 @@ static int parse_key(vmkit_machine_config *c, const char *k, json_object *v)
 	if (strcmp(k, "acpi") == 0)
 		return (r = want(v, json_type_boolean, k, "true or false")) ? r :
 			vmkit_machine_config_set_acpi(c, json_object_get_boolean(v));
+	if (strcmp(k, "hugepages") == 0)
+		return (r = want(v, json_type_boolean, k, "true or false")) ? r :
+			vmkit_machine_config_set_hugepages(c, json_object_get_boolean(v));
 	if (strcmp(k, "unhandled") == 0) {
 		if ((r = get_str(v, k, &s)) || (r = parse_enum(k, s, policies, ARRAY_SIZE(policies), &e)))
 			return r;

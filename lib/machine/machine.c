@@ -525,7 +525,7 @@ static int add_ram(vmkit_machine *m)
 	x86_ram_layout(m->cfg.memory, &low, &high);
 	r.gpa = 0;
 	r.length = low;
-	r.flags = VMKIT_MEMORY_NODUMP;
+	r.flags = VMKIT_MEMORY_NODUMP | (m->cfg.hugepages ? VMKIT_MEMORY_HUGEPAGES : 0);
 	ret = vmkit_vm_add_memory(m->vm, &r);
 	if (ret < 0 || high == 0)
 		return ret < 0 ? ret : 0;

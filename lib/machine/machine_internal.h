@@ -64,6 +64,7 @@ struct vmkit_machine_config {
 	bool exit_port_enabled;
 	uint16_t exit_port;
 	bool acpi;
+	bool hugepages;                /* guest RAM madvise(MADV_HUGEPAGE) */
 	int debugcon_fd;               /* -1: no debug console */
 	uint16_t debugcon_port;
 	struct x86_cpu_model cpu;

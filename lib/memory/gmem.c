@@ -67,6 +67,42 @@ static int insert(struct vmkit_gmem *gm, const struct vmkit_gmem_region *nr)
 	return gm->r[i].id;
 }
 
+/* Map @len bytes (of @fd, or anonymous memory when @fd < 0) at a host
+ * address congruent to @gpa modulo 2 MiB. KVM maps guest memory with
+ * huge pages (in EPT/NPT, or the shadow tables of a software KVM) only
+ * where guest-physical and host-virtual addresses share their offset in
+ * the huge page; the kernel aligns only mappings whose size is a multiple
+ * of 2 MiB, which guest RAM around the 640 KiB hole is not. So reserve
+ * 2 MiB more, place the mapping inside, and give back the rest. */
+#define HUGE_ALIGN (2ull << 20)
+static void *map_guest(uint64_t gpa, size_t len, int fd)
+{
+	size_t span = len + HUGE_ALIGN;
+	uint8_t *base, *at;
+	void *p;
+
+	if (len < HUGE_ALIGN || span < len)
+		return fd >= 0 ? mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0) :
+				 mmap(NULL, len, PROT_READ | PROT_WRITE,
+				      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	base = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (base == MAP_FAILED)
+		return MAP_FAILED;
+	at = base + ((gpa - (uintptr_t)base) & (HUGE_ALIGN - 1));
+	p = fd >= 0 ? mmap(at, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE | MAP_FIXED, fd, 0) :
+		      mmap(at, len, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+	if (p == MAP_FAILED) {
+		munmap(base, span);
+		return MAP_FAILED;
+	}
+	if (at > base)
+		munmap(base, (size_t)(at - base));
+	if (base + span > at + len)
+		munmap(at + len, (size_t)(base + span - (at + len)));
+	return p;
+}
+
 int vmkit__gmem_add(struct vmkit_gmem *gm, uint64_t gpa, uint64_t len, uint32_t backing,
 		    uint32_t flags)
 {
@@ -86,10 +122,9 @@ int vmkit__gmem_add(struct vmkit_gmem *gm, uint64_t gpa, uint64_t len, uint32_t 
 			close(nr.fd);
 			return ret;
 		}
-		p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, nr.fd, 0);
+		p = map_guest(gpa, (size_t)len, nr.fd);
 	} else if (backing == VMKIT_MEMORY_ANONYMOUS) {
-		p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		p = map_guest(gpa, (size_t)len, -1);
 	} else {
 		return vmkit__err(-EINVAL, "unknown memory backing %u", backing);
 	}

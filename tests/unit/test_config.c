@@ -31,6 +31,7 @@ Test(config, full_document)
 		"{ \"cpus\": 4, \"memory_mib\": 1024, \"kernel\": \"/k\",\n"
 		"  \"initrd\": [\"/a\", \"/b\"], \"cmdline\": \"console=ttyS0\",\n"
 		"  \"acpi\": false, \"unhandled\": \"strict\", \"exit_port\": \"0x501\",\n"
+		"  \"hugepages\": false,\n"
 		"  \"cpu\": { \"vendor\": \"GenuineIntel\", \"mask\": [\"avx2\", \"x2apic\"] } }\n";
 
 	cr_assert_eq(parse(json, &c), 0, "%s", vmkit_last_error());
@@ -41,6 +42,7 @@ Test(config, full_document)
 	cr_assert_str_eq(c->initrds[1], "/b");
 	cr_assert_str_eq(c->cmdline, "console=ttyS0");
 	cr_assert_not(c->acpi);
+	cr_assert_not(c->hugepages);
 	cr_assert_eq(c->unhandled_policy, VMKIT_UNHANDLED_STRICT);
 	cr_assert_eq(c->exit_port, 0x501);
 	cr_assert_str_eq(c->cpu.vendor, "GenuineIntel");
@@ -56,6 +58,7 @@ Test(config, defaults)
 	cr_assert_eq(c->ncpus, 1);
 	cr_assert_eq(c->memory, 256ull << 20);
 	cr_assert(c->acpi);
+	cr_assert(c->hugepages);
 	cr_assert(c->exit_port_enabled);
 	cr_assert_eq(c->exit_port, 0xf4);
 	vmkit_machine_config_free(c);
@@ -89,6 +92,7 @@ Test(config, wrong_types_and_unknown_keys_name_the_key)
 	expect_error("{\"cpus\": 1.5}", "\"cpus\" must be an integer");
 	expect_error("{\"kernel\": 3}", "\"kernel\" must be a string");
 	expect_error("{\"acpi\": \"yes\"}", "\"acpi\" must be true or false");
+	expect_error("{\"hugepages\": 1}", "\"hugepages\" must be true or false");
 	expect_error("{\"kernal\": \"/k\"}", "unknown key \"kernal\"");
 	expect_error("{\"cpu\": {\"vendr\": \"x\"}}", "unknown key \"cpu.vendr\"");
 	expect_error("{\"kernel_format\": \"elf\"}", "unknown value 'elf'");
