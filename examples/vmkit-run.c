@@ -2,7 +2,7 @@
 /* vmkit-run: a microVM launcher on the public vmkit API.
  *
  *   vmkit-run --kernel K [--initrd I]... [--cmdline C] [--mem MiB] [--cpus N]
- *             [--firmware F] [--config file.json] [--kvm PATH] [--strict]
+ *             [--firmware F [--option-rom R]...] [--config file.json] [--kvm PATH] [--strict]
  *             [--disk PATH[,readonly][,transport=mmio|pci][,serial=S]]...
  *             [--console[=OPTS]] [--rng[=OPTS]] [--balloon[=OPTS]] [--control SOCKET]
  *             [--net tap=NAME|fd=N|stream=PATH|dgram=PATH[,mac=M][,transport=T]]...
@@ -30,6 +30,10 @@
 
 #include <vmkit/vmkit.h>
 
+/* QEMU's option ROM (Debian's qemu-system-data) that has SeaBIOS load a
+ * kernel from fw_cfg. */
+#define LINUXBOOT_ROM "/usr/share/qemu/linuxboot_dma.bin"
+
 enum {
 	RC_POWEROFF = 0,
 	RC_USAGE = 2,     /* bad arguments, configuration, files, no KVM */
@@ -49,7 +53,12 @@ static const char usage[] =
 	"  --cmdline STRING   kernel command line\n"
 	"  --mem MIB          guest memory in MiB (default 256)\n"
 	"  --cpus N           vCPUs (default 1)\n"
-	"  --firmware FILE    firmware image mapped below 4 GiB (SeaBIOS bios.bin)\n"
+	"  --firmware FILE    firmware image mapped below 4 GiB (SeaBIOS bios.bin); with\n"
+	"                     --kernel (a bzImage), the firmware loads the kernel, initrds\n"
+	"                     and command line from fw_cfg, as under QEMU\n"
+	"  --option-rom FILE  an option ROM the firmware runs (fw_cfg genroms/); repeatable.\n"
+	"                     --firmware with --kernel and none given adds QEMU's\n"
+	"                     " LINUXBOOT_ROM ", which SeaBIOS needs for that\n"
 	"  --config FILE      JSON machine configuration; flags override it\n"
 	"  --kvm PATH         hypervisor device (default /dev/kvm)\n"
 	"  --strict           accesses to unclaimed ports/MMIO stop the VM\n"
@@ -609,6 +618,7 @@ int main(int argc, char **argv)
 		{ "mem", required_argument, NULL, 'm' },
 		{ "cpus", required_argument, NULL, 'n' },
 		{ "firmware", required_argument, NULL, 'f' },
+		{ "option-rom", required_argument, NULL, 'O' },
 		{ "config", required_argument, NULL, 'j' },
 		{ "kvm", required_argument, NULL, 'K' },
 		{ "strict", no_argument, NULL, 's' },
@@ -626,7 +636,7 @@ int main(int argc, char **argv)
 	};
 	const char *config_path = NULL, *kvm_path = NULL, *control_path = NULL;
 	struct control ctl = { .listen_fd = -1 };
-	bool virtio_console = false;
+	bool virtio_console = false, kernel_flag = false, firmware_flag = false, rom_flag = false;
 	int debugcon_fd = -1;
 	vmkit_machine_config *cfg = NULL;
 	vmkit_machine_exit ex = { .size = sizeof(ex) };
@@ -648,10 +658,20 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
 		int r = 0;
 		switch (c) {
-		case 'k': r = vmkit_machine_config_set_kernel(cfg, optarg); break;
+		case 'k':
+			kernel_flag = true;
+			r = vmkit_machine_config_set_kernel(cfg, optarg);
+			break;
 		case 'i': r = vmkit_machine_config_add_initrd(cfg, optarg); break;
 		case 'c': r = vmkit_machine_config_set_cmdline(cfg, optarg); break;
-		case 'f': r = vmkit_machine_config_set_firmware(cfg, optarg); break;
+		case 'f':
+			firmware_flag = true;
+			r = vmkit_machine_config_set_firmware(cfg, optarg);
+			break;
+		case 'O':
+			rom_flag = true;
+			r = vmkit_machine_config_add_option_rom(cfg, optarg);
+			break;
 		case 'm':
 			if (parse_uint("--mem", optarg, VMKIT_MAX_MEMORY >> 20, &v) < 0) {
 				rc = RC_USAGE;
@@ -719,6 +739,14 @@ int main(int argc, char **argv)
 	if (optind < argc) {
 		fprintf(stderr, "vmkit-run: unexpected argument '%s' (see --help)\n", argv[optind]);
 		rc = RC_USAGE;
+		goto done;
+	}
+	/* A kernel for the firmware: SeaBIOS boots it only through QEMU's
+	 * linuxboot option ROM. Added when the flags ask for that and name
+	 * no ROM (a JSON config lists its own "option_roms"). */
+	if (firmware_flag && kernel_flag && !rom_flag && access(LINUXBOOT_ROM, R_OK) == 0 &&
+	    vmkit_machine_config_add_option_rom(cfg, LINUXBOOT_ROM) < 0) {
+		rc = fail(NULL);
 		goto done;
 	}
 	/* With a virtio console, it takes the keyboard; the serial port

@@ -72,8 +72,22 @@ VMKIT_EXPORT int vmkit_machine_config_set_flat(vmkit_machine_config *cfg, uint64
 /** Add an initrd (Linux; several are concatenated) or a module (Multiboot). */
 VMKIT_EXPORT int vmkit_machine_config_add_initrd(vmkit_machine_config *cfg, const char *path);
 VMKIT_EXPORT int vmkit_machine_config_set_cmdline(vmkit_machine_config *cfg, const char *cmdline);
-/** Firmware image mapped just below 4 GiB; the CPU starts at its reset vector. */
+/**
+ * Firmware image mapped just below 4 GiB; the CPU starts at its reset
+ * vector. With a kernel as well (a bzImage), vmkit does not load the
+ * kernel itself: it hands it, the initrds and the command line to the
+ * firmware through QEMU's fw_cfg kernel items, as QEMU does. SeaBIOS
+ * boots them only with QEMU's linuxboot_dma.bin option ROM
+ * (vmkit_machine_config_add_option_rom()). Since: 0.1
+ */
 VMKIT_EXPORT int vmkit_machine_config_set_firmware(vmkit_machine_config *cfg, const char *path);
+/**
+ * Offer an option ROM to the firmware as the fw_cfg file
+ * "genroms/<file name>" (SeaBIOS runs each, as it does under QEMU; e.g.
+ * QEMU's /usr/share/qemu/linuxboot_dma.bin to boot a kernel given with
+ * the firmware). At most 8; file names 1..47 bytes and distinct. Since: 0.1
+ */
+VMKIT_EXPORT int vmkit_machine_config_add_option_rom(vmkit_machine_config *cfg, const char *path);
 /** Serial (COM1) input and output fds; -1 for none. The fds are not closed by vmkit. */
 VMKIT_EXPORT int vmkit_machine_config_set_serial_fds(vmkit_machine_config *cfg, int in_fd,
 						     int out_fd);

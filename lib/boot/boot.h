@@ -64,6 +64,27 @@ int boot_multiboot(const struct boot_input *in, struct boot_entry *out);
  * every mode: the program sets up its own stack. */
 int boot_flat(const struct boot_input *in, struct boot_entry *out);
 
+/* A bzImage for firmware to load, through QEMU's fw_cfg kernel items
+ * (FW_CFG_SETUP_*, _KERNEL_*, _INITRD_*, _CMDLINE_ADDR) that its
+ * linuxboot option ROM and qboot read: the firmware copies the real-mode
+ * setup to @setup_addr, the protected-mode kernel to @kernel_addr, the
+ * command line to @cmdline_addr and the initrds (@initrd_size bytes in
+ * all) to @initrd_addr, then enters the setup code in real mode (boot
+ * protocol 2.02+, loaded high). @setup is a patched copy of the file's
+ * setup (the header's loader fields filled in as a boot loader must),
+ * malloc'd, the caller's to free; @kernel points into in->kernel. Nothing
+ * is written to guest memory. Any bzImage with "HdrS" 2.02+ qualifies:
+ * the 64-bit entry that boot_bzimage() needs is not used here. */
+struct boot_fwcfg_kernel {
+	uint8_t *setup;
+	uint32_t setup_addr, setup_size;
+	const uint8_t *kernel;
+	uint32_t kernel_addr, kernel_size;
+	uint32_t cmdline_addr;
+	uint32_t initrd_addr; /* 0 without initrds */
+};
+int boot_bzimage_fwcfg(const struct boot_input *in, struct boot_fwcfg_kernel *out);
+
 /* Firmware: the caller maps @len bytes (a multiple of 64 KiB, <= 16 MiB)
  * ending at 4 GiB read-only and copies the image there; this copies the
  * image's last 128 KiB to 0xe0000 (the legacy BIOS window) and sets the

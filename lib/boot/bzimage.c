@@ -4,6 +4,8 @@
  * address, boot_params at X86_ZERO_PAGE_ADDR, entry at load + 0x200 in
  * long mode with RSI = boot_params. The real-mode setup code is not run
  * and not loaded. */
+#include <stdlib.h>
+
 #include "boot/loader.h"
 
 /* setup_header fields (offsets in the file and in boot_params) */
@@ -153,6 +155,100 @@ static void fill_e820(uint8_t *bp, const struct boot_input *in)
 		boot_put32(e + 16, in->e820[i].type);
 	}
 	bp[BP_E820_ENTRIES] = (uint8_t)in->n_e820;
+}
+
+/* Where the firmware puts things for a 16-bit entry (QEMU's choice for a
+ * protocol 2.02+ kernel loaded high, which linuxboot and qboot expect):
+ * setup at 0x10000, its heap up to the command line at 0x20000. */
+#define FW_SETUP_ADDR   0x10000u
+#define FW_CMDLINE_ADDR 0x20000u
+#define FW_KERNEL_ADDR  0x100000u
+#define HDR_VERSION_MIN_FW 0x0202
+#define LOADFLAG_LOADED_HIGH 0x01
+#define OLD_INITRD_MAX  0x37ffffffu /* before protocol 2.03 */
+#define OLD_CMDLINE_MAX 255u        /* before protocol 2.06 */
+
+int boot_bzimage_fwcfg(const struct boot_input *in, struct boot_fwcfg_kernel *out)
+{
+	const uint8_t *img = in ? in->kernel : NULL;
+	size_t len = in ? in->kernel_len : 0;
+	uint64_t setup_size, kernel_size, init_size, rd_size = 0, rd_addr = 0, limit;
+	uint32_t cmdline_max;
+	uint16_t version;
+	size_t cmd_len;
+	unsigned sects;
+	uint8_t *setup;
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	ret = boot_check_input(in, "bzImage");
+	if (ret < 0)
+		return ret;
+	if (len < HDR_MIN_END || memcmp(img + HDR_MAGIC, "HdrS", 4) != 0 ||
+	    boot_le16(img + HDR_BOOT_FLAG) != 0xaa55)
+		return vmkit__err(-ENOEXEC, "bzImage: no \"HdrS\" setup header (firmware boots only a bzImage)");
+	version = boot_le16(img + HDR_VERSION);
+	if (version < HDR_VERSION_MIN_FW || !(img[HDR_LOADFLAGS] & LOADFLAG_LOADED_HIGH))
+		return vmkit__err(-ENOEXEC, "bzImage: boot protocol %u.%02u%s: firmware needs 2.02+ loaded high",
+				  version >> 8, version & 0xff,
+				  img[HDR_LOADFLAGS] & LOADFLAG_LOADED_HIGH ? "" : " (zImage)");
+	sects = img[HDR_SETUP_SECTS] ? img[HDR_SETUP_SECTS] : 4;
+	setup_size = (uint64_t)(sects + 1) * 512;
+	if (setup_size >= len)
+		return vmkit__err(-ENOEXEC, "bzImage: %u setup sectors but the file has %zu bytes",
+				  sects, len);
+	/* The setup and its heap live below the command line. */
+	if (setup_size > FW_CMDLINE_ADDR - FW_SETUP_ADDR - 0x200)
+		return vmkit__err(-ENOEXEC, "bzImage: %llu bytes of setup code do not fit below the command line",
+				  BOOT_ULL(setup_size));
+	kernel_size = len - setup_size;
+	init_size = version >= 0x020a ? boot_le32(img + HDR_INIT_SIZE) : 0;
+	if (init_size < kernel_size)
+		init_size = kernel_size;
+	if (!boot_in_ram(in, FW_SETUP_ADDR, FW_CMDLINE_ADDR - FW_SETUP_ADDR + X86_CMDLINE_MAX) ||
+	    init_size > X86_4G - FW_KERNEL_ADDR || !boot_in_ram(in, FW_KERNEL_ADDR, init_size))
+		return vmkit__err(-ENOMEM, "bzImage: kernel needs 0x%llx bytes (init_size) of RAM at 0x%x, guest RAM is too small",
+				  BOOT_ULL(init_size), FW_KERNEL_ADDR);
+	cmdline_max = version >= 0x0206 ? boot_le32(img + HDR_CMDLINE_SIZE) : OLD_CMDLINE_MAX;
+	cmd_len = strnlen(in->cmdline, X86_CMDLINE_MAX);
+	if (cmd_len > cmdline_max || cmd_len >= X86_CMDLINE_MAX)
+		return vmkit__err(-E2BIG, "bzImage: command line is %zu bytes, the kernel takes at most %u",
+				  cmd_len, cmdline_max);
+	ret = boot_initrd_size(in, &rd_size);
+	if (ret < 0)
+		return ret;
+	if (rd_size) {
+		limit = (version >= 0x0203 ? boot_le32(img + HDR_INITRD_ADDR_MAX) : OLD_INITRD_MAX);
+		if (boot_place_high(in, rd_size, BOOT_PAGE, X86_HIGH_RAM, limit + 1, FW_KERNEL_ADDR,
+				    init_size, &rd_addr) < 0 || rd_size > UINT32_MAX)
+			return vmkit__err(-ENOMEM, "bzImage: initrd of 0x%llx bytes does not fit in guest RAM below 0x%llx next to the kernel",
+					  BOOT_ULL(rd_size), BOOT_ULL(limit + 1));
+	}
+	setup = malloc(setup_size);
+	if (!setup)
+		return vmkit__err(-ENOMEM, "bzImage: out of memory for the setup code");
+	memcpy(setup, img, setup_size);
+	/* What a boot loader fills in (boot.rst, "the real-mode kernel
+	 * header"), each only where this protocol version has the field. */
+	setup[HDR_TYPE_OF_LOADER] = 0xff;
+	setup[HDR_LOADFLAGS] |= LOADFLAG_CAN_USE_HEAP;
+	boot_put16(setup + HDR_HEAP_END_PTR, (uint16_t)(FW_CMDLINE_ADDR - FW_SETUP_ADDR - 0x200));
+	boot_put32(setup + HDR_CMD_LINE_PTR, FW_CMDLINE_ADDR);
+	boot_put32(setup + HDR_RAMDISK_IMAGE, (uint32_t)rd_addr);
+	boot_put32(setup + HDR_RAMDISK_SIZE, (uint32_t)rd_size);
+	if (version >= 0x0207)
+		boot_put32(setup + HDR_HW_SUBARCH, 0);
+	if (version >= 0x0209)
+		boot_put64(setup + HDR_SETUP_DATA, 0);
+	out->setup = setup;
+	out->setup_addr = FW_SETUP_ADDR;
+	out->setup_size = (uint32_t)setup_size;
+	out->kernel = img + setup_size;
+	out->kernel_addr = FW_KERNEL_ADDR;
+	out->kernel_size = (uint32_t)kernel_size;
+	out->cmdline_addr = FW_CMDLINE_ADDR;
+	out->initrd_addr = (uint32_t)rd_addr;
+	return 0;
 }
 
 int boot_bzimage(const struct boot_input *in, struct boot_entry *out)

@@ -50,6 +50,8 @@ void vmkit__machine_config_clear(struct vmkit_machine_config *c)
 	free(c->firmware);
 	for (size_t i = 0; i < c->n_initrds; i++)
 		free(c->initrds[i]);
+	for (size_t i = 0; i < c->n_option_roms; i++)
+		free(c->option_roms[i]);
 	for (size_t i = 0; i < c->n_disks; i++) {
 		free(c->disks[i].path);
 		free(c->disks[i].serial);
@@ -89,6 +91,7 @@ int vmkit__machine_config_copy(struct vmkit_machine_config *dst,
 	*dst = *src;
 	dst->kernel = dst->cmdline = dst->firmware = NULL;
 	dst->n_initrds = 0;
+	dst->n_option_roms = 0;
 	dst->n_disks = 0;
 	dst->n_console_ports = 0;
 	dst->n_nets = 0;
@@ -101,6 +104,12 @@ int vmkit__machine_config_copy(struct vmkit_machine_config *dst,
 		if (!dst->initrds[i])
 			goto oom;
 		dst->n_initrds++;
+	}
+	for (size_t i = 0; i < src->n_option_roms; i++) {
+		dst->option_roms[i] = strdup(src->option_roms[i]);
+		if (!dst->option_roms[i])
+			goto oom;
+		dst->n_option_roms++;
 	}
 	for (size_t i = 0; i < src->n_disks; i++) {
 		dst->disks[i] = src->disks[i];
@@ -205,6 +214,32 @@ int vmkit_machine_config_add_initrd(vmkit_machine_config *c, const char *path)
 	if (!c->initrds[c->n_initrds])
 		return vmkit__err(-ENOMEM, "out of memory");
 	c->n_initrds++;
+	return 0;
+}
+
+int vmkit_machine_config_add_option_rom(vmkit_machine_config *c, const char *path)
+{
+	const char *base;
+
+	CHECK_CFG(c);
+	if (!path || !*path)
+		return vmkit__err(-EINVAL, "option ROM: empty path");
+	base = strrchr(path, '/');
+	base = base ? base + 1 : path;
+	/* fw_cfg names hold 55 bytes; "genroms/" takes 8 of them */
+	if (!*base || strlen(base) > 47)
+		return vmkit__err(-EINVAL, "option ROM %s: the file name must be 1..47 bytes", path);
+	for (size_t i = 0; i < c->n_option_roms; i++) {
+		const char *o = strrchr(c->option_roms[i], '/');
+		if (strcmp(o ? o + 1 : c->option_roms[i], base) == 0)
+			return vmkit__err(-EEXIST, "option ROM %s: another one is named %s", path, base);
+	}
+	if (c->n_option_roms == MACHINE_MAX_OPTION_ROMS)
+		return vmkit__err(-E2BIG, "option ROM: at most %d", MACHINE_MAX_OPTION_ROMS);
+	c->option_roms[c->n_option_roms] = strdup(path);
+	if (!c->option_roms[c->n_option_roms])
+		return vmkit__err(-ENOMEM, "out of memory");
+	c->n_option_roms++;
 	return 0;
 }
 
@@ -943,6 +978,16 @@ static int parse_key(vmkit_machine_config *c, const char *k, json_object *v)
 	if (strcmp(k, "acpi") == 0)
 		return (r = want(v, json_type_boolean, k, "true or false")) ? r :
 			vmkit_machine_config_set_acpi(c, json_object_get_boolean(v));
+	if (strcmp(k, "option_roms") == 0) {
+		if ((r = want(v, json_type_array, k, "an array of paths")))
+			return r;
+		for (size_t i = 0; !r && i < json_object_array_length(v); i++) {
+			r = get_str(json_object_array_get_idx(v, i), "option_roms[]", &s);
+			if (!r)
+				r = vmkit_machine_config_add_option_rom(c, s);
+		}
+		return r;
+	}
 	if (strcmp(k, "hugepages") == 0)
 		return (r = want(v, json_type_boolean, k, "true or false")) ? r :
 			vmkit_machine_config_set_hugepages(c, json_object_get_boolean(v));

@@ -33,6 +33,7 @@
 
 #define KERNEL_MAX_BYTES (512ull << 20)
 #define FIRMWARE_MAX_BYTES (16ull << 20)
+#define OPTION_ROM_MAX_BYTES (1ull << 20)
 #define SERIAL_BUF 4096
 
 struct file_buf {
@@ -764,6 +765,105 @@ static int map_firmware(vmkit_machine *m, const struct file_buf *fw)
 	return 0;
 }
 
+/* Option ROMs for the firmware: fw_cfg files genroms/<file name>. */
+static int add_option_roms(vmkit_machine *m)
+{
+	for (size_t i = 0; i < m->cfg.n_option_roms; i++) {
+		const char *path = m->cfg.option_roms[i], *base = strrchr(path, '/');
+		struct file_buf f = { .fd = -1 };
+		char name[64];
+		int ret;
+
+		ret = map_file("option ROM", path, OPTION_ROM_MAX_BYTES, &f);
+		if (ret < 0)
+			return ret;
+		snprintf(name, sizeof(name), "genroms/%s", base ? base + 1 : path);
+		ret = fwcfg_add_file(m->fwcfg, name, f.data, f.len);
+		unmap_file(&f);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+/* The initrds as one fw_cfg item (FW_CFG_INITRD_DATA): the firmware
+ * copies it whole to the address the boot protocol chose. */
+static int fwcfg_initrd(vmkit_machine *m, const struct boot_blob *rd, size_t n, uint64_t total)
+{
+	uint8_t *all;
+	size_t off = 0;
+	int ret;
+
+	if (n == 1)
+		return fwcfg_add_item(m->fwcfg, FW_CFG_INITRD_DATA, rd[0].data, rd[0].len);
+	all = malloc(total);
+	if (!all)
+		return vmkit__err(-ENOMEM, "out of memory for %llu bytes of initrds",
+				  (unsigned long long)total);
+	for (size_t i = 0; i < n; i++) {
+		memcpy(all + off, rd[i].data, rd[i].len);
+		off += rd[i].len;
+	}
+	ret = fwcfg_add_item(m->fwcfg, FW_CFG_INITRD_DATA, all, total);
+	free(all);
+	return ret;
+}
+
+/* Firmware with a kernel: nothing goes into guest memory here. The
+ * bzImage (real-mode setup, protected-mode kernel), the initrds and the
+ * command line's address go to fw_cfg under QEMU's kernel items, for the
+ * firmware (SeaBIOS with linuxboot_dma.bin, qboot) to load and enter. */
+static int kernel_to_firmware(vmkit_machine *m, struct boot_input *in)
+{
+	struct file_buf kernel = { .fd = -1 }, initrds[MACHINE_MAX_INITRDS];
+	struct boot_blob blobs[MACHINE_MAX_INITRDS];
+	struct boot_fwcfg_kernel k = { 0 };
+	uint64_t rd_size = 0;
+	int ret;
+
+	for (size_t i = 0; i < MACHINE_MAX_INITRDS; i++)
+		initrds[i] = (struct file_buf){ .fd = -1 };
+	ret = map_file("kernel", m->cfg.kernel, KERNEL_MAX_BYTES, &kernel);
+	for (size_t i = 0; i < m->cfg.n_initrds && ret == 0; i++) {
+		ret = map_file("initrd", m->cfg.initrds[i], m->cfg.memory, &initrds[i]);
+		blobs[i] = (struct boot_blob){ initrds[i].data, initrds[i].len, m->cfg.initrds[i],
+					       false, -1 };
+		rd_size += initrds[i].len;
+	}
+	if (ret < 0)
+		goto out;
+	in->kernel = kernel.data;
+	in->kernel_len = kernel.len;
+	in->initrds = blobs;
+	in->n_initrds = m->cfg.n_initrds;
+	ret = boot_bzimage_fwcfg(in, &k);
+	if (ret < 0) {
+		const char *msg = vmkit_last_error();
+		ret = vmkit__err(ret, "kernel %s: %s", m->cfg.kernel,
+				 strncmp(msg, "bzImage: ", 9) == 0 ? msg + 9 : msg);
+		goto out;
+	}
+	if ((ret = fwcfg_add_u32(m->fwcfg, FW_CFG_SETUP_ADDR, k.setup_addr)) < 0 ||
+	    (ret = fwcfg_add_u32(m->fwcfg, FW_CFG_SETUP_SIZE, k.setup_size)) < 0 ||
+	    (ret = fwcfg_add_item(m->fwcfg, FW_CFG_SETUP_DATA, k.setup, k.setup_size)) < 0 ||
+	    (ret = fwcfg_add_u32(m->fwcfg, FW_CFG_KERNEL_ADDR, k.kernel_addr)) < 0 ||
+	    (ret = fwcfg_add_u32(m->fwcfg, FW_CFG_KERNEL_SIZE, k.kernel_size)) < 0 ||
+	    (ret = fwcfg_add_item(m->fwcfg, FW_CFG_KERNEL_DATA, k.kernel, k.kernel_size)) < 0 ||
+	    (ret = fwcfg_add_u32(m->fwcfg, FW_CFG_CMDLINE_ADDR, k.cmdline_addr)) < 0)
+		goto out;
+	if (rd_size &&
+	    ((ret = fwcfg_add_u32(m->fwcfg, FW_CFG_INITRD_ADDR, k.initrd_addr)) < 0 ||
+	     (ret = fwcfg_add_u32(m->fwcfg, FW_CFG_INITRD_SIZE, (uint32_t)rd_size)) < 0 ||
+	     (ret = fwcfg_initrd(m, blobs, m->cfg.n_initrds, rd_size)) < 0))
+		goto out;
+out:
+	free(k.setup);
+	unmap_file(&kernel);
+	for (size_t i = 0; i < m->cfg.n_initrds; i++)
+		unmap_file(&initrds[i]);
+	return ret;
+}
+
 static int load_guest(vmkit_machine *m, const struct x86_e820 *e820, size_t n_e820)
 {
 	struct file_buf kernel = { .fd = -1 }, fw = { .fd = -1 };
@@ -787,16 +887,20 @@ static int load_guest(vmkit_machine *m, const struct x86_e820 *e820, size_t n_e8
 	if (ret < 0)
 		return ret;
 	if (m->cfg.firmware) {
-		if (m->cfg.kernel)
-			return vmkit__err(-EINVAL, "firmware and kernel together: the firmware boots from its own devices; give one of them");
 		ret = map_file("firmware", m->cfg.firmware, FIRMWARE_MAX_BYTES, &fw);
 		if (ret == 0)
 			ret = map_firmware(m, &fw);
 		if (ret == 0)
 			ret = boot_firmware(&in, fw.data, fw.len, &entry);
 		unmap_file(&fw);
+		if (ret == 0)
+			ret = add_option_roms(m);
+		if (ret == 0 && m->cfg.kernel)
+			ret = kernel_to_firmware(m, &in);
 		goto set_state;
 	}
+	if (m->cfg.n_option_roms)
+		return vmkit__err(-EINVAL, "option ROMs are for firmware, and no firmware is configured");
 	if (!m->cfg.kernel)
 		return vmkit__err(-EINVAL, "no kernel or firmware configured");
 	ret = map_file("kernel", m->cfg.kernel, KERNEL_MAX_BYTES, &kernel);

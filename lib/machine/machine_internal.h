@@ -8,6 +8,7 @@
 #include "vmkit/device.h"
 
 #define MACHINE_MAX_INITRDS 16
+#define MACHINE_MAX_OPTION_ROMS 8
 #define MACHINE_MAX_DISKS 16
 #define MACHINE_MAX_CUSTOM 16
 #define MACHINE_MAX_CONSOLE_PORTS 15 /* besides port 0 */
@@ -57,6 +58,8 @@ struct vmkit_machine_config {
 	size_t n_initrds;
 	char *cmdline;
 	char *firmware;
+	char *option_roms[MACHINE_MAX_OPTION_ROMS]; /* fw_cfg genroms/<basename> */
+	size_t n_option_roms;
 	int serial_in, serial_out;
 	vmkit_serial_fn serial_fn;
 	void *serial_userdata;

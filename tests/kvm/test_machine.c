@@ -344,10 +344,11 @@ Test(machine, start_up_errors_are_one_clear_line)
 	vmkit_machine_config_free(cfg);
 }
 
-Test(machine, stop_works_when_the_serial_reader_stops_reading)
+/* A guest that writes to COM1 forever into a pipe nobody reads (@p,
+ * made here), run until the pipe (64 KiB) is full and the vCPU waits in
+ * the write. Returns how many bytes the UART took. */
+static uint64_t start_stalled_writer(int p[2])
 {
-	/* The guest writes to COM1 forever into a pipe nobody reads: once the
-	 * pipe is full the vCPU blocks in write(); stop must still end it. */
 	static const uint8_t code[] = {
 		0xba, 0xf8, 0x03,       /* mov dx, 0x3f8 */
 		0xb0, 0x78,             /* mov al, 'x' */
@@ -355,9 +356,8 @@ Test(machine, stop_works_when_the_serial_reader_stops_reading)
 		0xeb, 0xfd,             /* jmp back to out */
 	};
 	vmkit_machine_config *cfg = flat_config(code, sizeof(code), 1);
-	vmkit_machine_exit ex = { .size = sizeof(ex) };
 	vmkit_machine_stats st = { .size = sizeof(st) };
-	int p[2];
+	uint64_t last = 0;
 
 	cr_assert_eq(pipe(p), 0);
 	cr_assert_eq(vmkit_machine_config_set_serial_fds(cfg, -1, p[1]), 0);
@@ -365,8 +365,6 @@ Test(machine, stop_works_when_the_serial_reader_stops_reading)
 	cr_assert_eq(vmkit_machine_new(host, cfg, &m), 0, "%s", vmkit_last_error());
 	vmkit_machine_config_free(cfg);
 	cr_assert_eq(vmkit_machine_start(m), 0);
-	/* until output stalls: the pipe (64 KiB) is full */
-	uint64_t last = 0;
 	for (int i = 0; i < 100; i++) {
 		usleep(300 * 1000);
 		cr_assert_eq(vmkit_machine_get_stats(m, &st), 0);
@@ -376,6 +374,15 @@ Test(machine, stop_works_when_the_serial_reader_stops_reading)
 	}
 	cr_assert_gt(st.serial_tx_bytes, 32768, "the guest did not fill the pipe");
 	cr_assert_eq(st.serial_tx_bytes, last, "output never stalled");
+	return st.serial_tx_bytes;
+}
+
+Test(machine, stop_works_when_the_serial_reader_stops_reading)
+{
+	vmkit_machine_exit ex = { .size = sizeof(ex) };
+	int p[2];
+
+	start_stalled_writer(p);
 	cr_assert_eq(vmkit_machine_stop(m), 0);
 	cr_assert_eq(vmkit_machine_wait(m, 10000, &ex), 0, "stop did not end a vCPU blocked on output");
 	cr_assert_eq(ex.reason, VMKIT_EXIT_STOPPED);
@@ -388,37 +395,16 @@ Test(machine, stop_works_when_the_serial_reader_stops_reading)
  * out once the reader reads again and the machine resumes. */
 Test(machine, pause_works_when_the_serial_reader_stops_reading)
 {
-	static const uint8_t code[] = {
-		0xba, 0xf8, 0x03,       /* mov dx, 0x3f8 */
-		0xb0, 0x78,             /* mov al, 'x' */
-		0xee,                   /* out dx, al */
-		0xeb, 0xfd,             /* jmp back to out */
-	};
-	vmkit_machine_config *cfg = flat_config(code, sizeof(code), 1);
 	vmkit_machine_exit ex = { .size = sizeof(ex) };
 	vmkit_machine_stats st = { .size = sizeof(st) };
-	uint64_t last = 0, before, after, drained = 0;
+	uint64_t before, after, drained = 0;
 	char buf[65536];
 	ssize_t n;
 	int p[2];
 
-	cr_assert_eq(pipe(p), 0);
-	cr_assert_eq(vmkit_machine_config_set_serial_fds(cfg, -1, p[1]), 0);
-	host = kvmtest_host();
-	cr_assert_eq(vmkit_machine_new(host, cfg, &m), 0, "%s", vmkit_last_error());
-	vmkit_machine_config_free(cfg);
-	cr_assert_eq(vmkit_machine_start(m), 0);
-	for (int i = 0; i < 100; i++) {
-		usleep(300 * 1000);
-		cr_assert_eq(vmkit_machine_get_stats(m, &st), 0);
-		if (st.serial_tx_bytes > 0 && st.serial_tx_bytes == last)
-			break;
-		last = st.serial_tx_bytes;
-	}
-	cr_assert_eq(st.serial_tx_bytes, last, "output never stalled");
+	before = start_stalled_writer(p);
 	cr_assert_eq(vmkit_machine_pause(m), 0, "%s", vmkit_last_error());
 	cr_assert_eq(vmkit_machine_get_state(m), VMKIT_MACHINE_PAUSED);
-	before = st.serial_tx_bytes;
 	/* Drain the pipe while paused: the byte that was waiting goes out,
 	 * then nothing more (the guest is held). */
 	cr_assert_eq(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);

@@ -371,3 +371,117 @@ Test(boot_bzimage, e820_claiming_unbacked_ram_gives_efault)
 	cr_assert_eq(boot_bzimage(&fx.in, &fx.out), -EFAULT);
 	cr_assert(strstr(vmkit_last_error(), "outside guest memory"), "%s", vmkit_last_error());
 }
+
+/* ---- a kernel handed to firmware through fw_cfg ------------------------------ */
+
+/* The stock kernel for firmware: setup patched as a boot loader must,
+ * kernel and initrd placed, nothing written to guest memory. */
+Test(boot_bzimage, fwcfg_stock_kernel_setup_patched_and_initrd_placed)
+{
+	static const char cmdline[] = "console=ttyS0 quiet";
+	size_t klen, rd_len = 5 * MiB + 17;
+	uint8_t *k = stock_kernel("vmlinuz", &klen);
+	uint8_t *rd = calloc(1, rd_len);
+	struct boot_blob blob = { .data = rd, .len = rd_len, .name = "rd" };
+	unsigned sects = k[0x1f1] ? k[0x1f1] : 4;
+	size_t setup = (sects + 1) * 512;
+	uint64_t initrd_max = rd32(k + 0x22c);
+	struct boot_fwcfg_kernel o;
+
+	cr_assert_not_null(rd);
+	bootfx_init(&fx, 256 * MiB);
+	fx.in.kernel = k;
+	fx.in.kernel_len = klen;
+	fx.in.cmdline = cmdline;
+	fx.in.initrds = &blob;
+	fx.in.n_initrds = 1;
+	cr_assert_eq(boot_bzimage_fwcfg(&fx.in, &o), 0, "%s", vmkit_last_error());
+	cr_assert_eq(o.setup_addr, 0x10000);
+	cr_assert_eq(o.setup_size, setup);
+	cr_assert_eq(o.kernel, k + setup);
+	cr_assert_eq(o.kernel_size, klen - setup);
+	cr_assert_eq(o.kernel_addr, 0x100000);
+	cr_assert_eq(o.cmdline_addr, 0x20000);
+	cr_assert_eq(o.initrd_addr % 4096, 0);
+	cr_assert_leq(o.initrd_addr + rd_len - 1, initrd_max);
+	cr_assert_leq(o.initrd_addr + rd_len, 256 * MiB, "initrd beyond RAM");
+	cr_assert_geq(o.initrd_addr, 0x100000 + rd32(k + 0x260), "initrd over the kernel's init_size");
+	/* the file's header, with the loader's fields */
+	cr_assert_eq(memcmp(o.setup, k, 0x210), 0);
+	cr_assert_eq(o.setup[0x210], 0xff, "type_of_loader");
+	cr_assert(o.setup[0x211] & 0x80, "CAN_USE_HEAP");
+	cr_assert_eq(rd16(o.setup + 0x224), 0xfe00, "heap_end_ptr");
+	cr_assert_eq(rd32(o.setup + 0x228), 0x20000, "cmd_line_ptr");
+	cr_assert_eq(rd32(o.setup + 0x218), o.initrd_addr, "ramdisk_image");
+	cr_assert_eq(rd32(o.setup + 0x21c), rd_len, "ramdisk_size");
+	cr_assert_eq(rd64(o.setup + 0x250), 0, "setup_data");
+	cr_assert_eq(memcmp(o.setup + 0x264, k + 0x264, setup - 0x264), 0,
+		     "bytes after the header changed");
+	/* nothing went into guest memory */
+	{
+		const uint8_t *ram = vmkit__gmem_ptr(&fx.gm, 0, 256 * MiB);
+		size_t nz = 0;
+
+		cr_assert_not_null(ram);
+		for (size_t i = 0; i < 256 * MiB; i += 64)
+			nz += ram[i] != 0;
+		cr_assert_eq(nz, 0, "guest memory was written");
+	}
+	free(o.setup);
+	free(rd);
+	free(k);
+}
+
+/* The firmware path takes what the 64-bit entry cannot: a 2.02 kernel
+ * without XLF_KERNEL_64, not relocatable. Old header: only 2.02 fields. */
+Test(boot_bzimage, fwcfg_old_protocol_kernel_only_its_fields)
+{
+	struct boot_fwcfg_kernel o;
+
+	syn_input(64 * MiB);
+	wr16(syn + 0x206, 0x0202);
+	wr16(syn + 0x236, 0);
+	syn[0x234] = 0;
+	cr_assert_eq(boot_bzimage_fwcfg(&fx.in, &o), 0, "%s", vmkit_last_error());
+	cr_assert_eq(rd32(o.setup + 0x228), 0x20000);
+	cr_assert_eq(rd64(o.setup + 0x250), 0x12345678, "setup_data is not a 2.02 field");
+	cr_assert_eq(o.initrd_addr, 0);
+	free(o.setup);
+}
+
+Test(boot_bzimage, fwcfg_refuses_what_firmware_cannot_boot)
+{
+	struct boot_fwcfg_kernel o;
+	static char longcmd[300];
+	struct boot_blob big = { .data = syn, .len = 0, .name = "big" };
+
+	syn_input(64 * MiB);
+	syn[0x211] = 0;                           /* zImage: loaded low */
+	cr_assert_eq(boot_bzimage_fwcfg(&fx.in, &o), -ENOEXEC);
+	cr_assert(strstr(vmkit_last_error(), "zImage"), "%s", vmkit_last_error());
+	cr_assert_null(o.setup);
+	syn_build();
+	wr16(syn + 0x206, 0x0201);                /* before cmd_line_ptr */
+	cr_assert_eq(boot_bzimage_fwcfg(&fx.in, &o), -ENOEXEC);
+	syn_build();
+	memcpy(syn + 0x202, "HdrX", 4);
+	cr_assert_eq(boot_bzimage_fwcfg(&fx.in, &o), -ENOEXEC);
+	syn_build();
+	syn[0x1f1] = 200;                         /* setup beyond the file */
+	cr_assert_eq(boot_bzimage_fwcfg(&fx.in, &o), -ENOEXEC);
+	syn_build();
+	wr16(syn + 0x206, 0x0205);                /* 255-byte command lines */
+	memset(longcmd, 'x', sizeof(longcmd) - 1);
+	fx.in.cmdline = longcmd;
+	cr_assert_eq(boot_bzimage_fwcfg(&fx.in, &o), -E2BIG);
+	fx.in.cmdline = "";
+	syn_build();
+	wr32(syn + 0x260, 0x7fffffff);            /* init_size beyond RAM */
+	cr_assert_eq(boot_bzimage_fwcfg(&fx.in, &o), -ENOMEM);
+	syn_build();
+	big.len = 63 * MiB;                       /* initrd larger than RAM */
+	fx.in.initrds = &big;
+	fx.in.n_initrds = 1;
+	cr_assert_eq(boot_bzimage_fwcfg(&fx.in, &o), -ENOMEM);
+	cr_assert_null(o.setup);
+}

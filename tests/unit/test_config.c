@@ -322,3 +322,31 @@ Test(config, net_and_vsock_setters_validate)
 	cr_assert_eq(vmkit_machine_config_set_vsock(c, &v), 0, "%s", vmkit_last_error());
 	vmkit_machine_config_free(c);
 }
+
+Test(config, option_roms)
+{
+	vmkit_machine_config *c;
+
+	cr_assert_eq(parse("{\"firmware\": \"/fw/bios.bin\", \"option_roms\": "
+			   "[\"/usr/share/qemu/linuxboot_dma.bin\", \"ipxe.rom\"]}", &c), 0, "%s",
+		     vmkit_last_error());
+	cr_assert_eq(c->n_option_roms, 2);
+	cr_assert_str_eq(c->option_roms[0], "/usr/share/qemu/linuxboot_dma.bin");
+	cr_assert_str_eq(c->option_roms[1], "ipxe.rom");
+	/* another ROM of the same file name would be the same fw_cfg file */
+	cr_assert_eq(vmkit_machine_config_add_option_rom(c, "/other/ipxe.rom"), -EEXIST);
+	cr_assert(strstr(vmkit_last_error(), "ipxe.rom"), "%s", vmkit_last_error());
+	cr_assert_eq(vmkit_machine_config_add_option_rom(c, "/dir/"), -EINVAL);
+	cr_assert_eq(vmkit_machine_config_add_option_rom(c, ""), -EINVAL);
+	cr_assert_eq(vmkit_machine_config_add_option_rom(
+			     c, "/x/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.rom"), -EINVAL);
+	for (int i = 2; i < 8; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "rom%d.bin", i);
+		cr_assert_eq(vmkit_machine_config_add_option_rom(c, name), 0);
+	}
+	cr_assert_eq(vmkit_machine_config_add_option_rom(c, "rom9.bin"), -E2BIG);
+	vmkit_machine_config_free(c);
+	expect_error("{\"option_roms\": \"a.rom\"}", "\"option_roms\" must be an array of paths");
+	expect_error("{\"option_roms\": [1]}", "option_roms[]");
+}
