@@ -62,7 +62,10 @@ struct bz {
 	size_t hdr_end;
 };
 
-static int parse(const uint8_t *img, size_t len, struct bz *b)
+/* What both ways of booting a bzImage need: the "HdrS" header, its
+ * protocol version, and a setup (setup_sects + 1 sectors, 0 meaning 4)
+ * with kernel bytes after it. */
+static int parse_setup(const uint8_t *img, size_t len, uint16_t *version, uint64_t *setup_size)
 {
 	unsigned sects;
 
@@ -70,16 +73,25 @@ static int parse(const uint8_t *img, size_t len, struct bz *b)
 		return vmkit__err(-ENOEXEC, "bzImage: file too short (%zu bytes) for a setup header", len);
 	if (memcmp(img + HDR_MAGIC, "HdrS", 4) != 0 || boot_le16(img + HDR_BOOT_FLAG) != 0xaa55)
 		return vmkit__err(-ENOEXEC, "bzImage: no \"HdrS\" setup header");
-	b->version = boot_le16(img + HDR_VERSION);
+	*version = boot_le16(img + HDR_VERSION);
+	sects = img[HDR_SETUP_SECTS] ? img[HDR_SETUP_SECTS] : 4;
+	*setup_size = (uint64_t)(sects + 1) * 512;
+	if (*setup_size >= len)
+		return vmkit__err(-ENOEXEC, "bzImage: %u setup sectors but the file has %zu bytes",
+				  sects, len);
+	return 0;
+}
+
+static int parse(const uint8_t *img, size_t len, struct bz *b)
+{
+	int ret = parse_setup(img, len, &b->version, &b->setup_size);
+
+	if (ret < 0)
+		return ret;
 	b->xloadflags = boot_le16(img + HDR_XLOADFLAGS);
 	if (b->version < BZ_MIN_VERSION || !(b->xloadflags & XLF_KERNEL_64))
 		return vmkit__err(-ENOEXEC, "bzImage: boot protocol %u.%02u has no 64-bit entry (need 2.12+ with XLF_KERNEL_64)",
 				  b->version >> 8, b->version & 0xff);
-	sects = img[HDR_SETUP_SECTS] ? img[HDR_SETUP_SECTS] : 4;
-	b->setup_size = (uint64_t)(sects + 1) * 512;
-	if (b->setup_size > len)
-		return vmkit__err(-ENOEXEC, "bzImage: %u setup sectors but the file has %zu bytes",
-				  sects, len);
 	b->hdr_end = 0x202 + (size_t)img[HDR_JUMP + 1];
 	if (b->hdr_end < HDR_MIN_END || b->hdr_end > HDR_MAX_END || b->hdr_end > b->setup_size)
 		return vmkit__err(-ENOEXEC, "bzImage: setup header end 0x%zx is out of range",
@@ -176,27 +188,19 @@ int boot_bzimage_fwcfg(const struct boot_input *in, struct boot_fwcfg_kernel *ou
 	uint32_t cmdline_max;
 	uint16_t version;
 	size_t cmd_len;
-	unsigned sects;
 	uint8_t *setup;
 	int ret;
 
 	memset(out, 0, sizeof(*out));
 	ret = boot_check_input(in, "bzImage");
+	if (ret == 0)
+		ret = parse_setup(img, len, &version, &setup_size);
 	if (ret < 0)
 		return ret;
-	if (len < HDR_MIN_END || memcmp(img + HDR_MAGIC, "HdrS", 4) != 0 ||
-	    boot_le16(img + HDR_BOOT_FLAG) != 0xaa55)
-		return vmkit__err(-ENOEXEC, "bzImage: no \"HdrS\" setup header (firmware boots only a bzImage)");
-	version = boot_le16(img + HDR_VERSION);
 	if (version < HDR_VERSION_MIN_FW || !(img[HDR_LOADFLAGS] & LOADFLAG_LOADED_HIGH))
 		return vmkit__err(-ENOEXEC, "bzImage: boot protocol %u.%02u%s: firmware needs 2.02+ loaded high",
 				  version >> 8, version & 0xff,
 				  img[HDR_LOADFLAGS] & LOADFLAG_LOADED_HIGH ? "" : " (zImage)");
-	sects = img[HDR_SETUP_SECTS] ? img[HDR_SETUP_SECTS] : 4;
-	setup_size = (uint64_t)(sects + 1) * 512;
-	if (setup_size >= len)
-		return vmkit__err(-ENOEXEC, "bzImage: %u setup sectors but the file has %zu bytes",
-				  sects, len);
 	/* The setup and its heap live below the command line. */
 	if (setup_size > FW_CMDLINE_ADDR - FW_SETUP_ADDR - 0x200)
 		return vmkit__err(-ENOEXEC, "bzImage: %llu bytes of setup code do not fit below the command line",

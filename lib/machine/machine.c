@@ -839,8 +839,9 @@ static int kernel_to_firmware(vmkit_machine *m, struct boot_input *in)
 	ret = boot_bzimage_fwcfg(in, &k);
 	if (ret < 0) {
 		const char *msg = vmkit_last_error();
-		ret = vmkit__err(ret, "kernel %s: %s", m->cfg.kernel,
-				 strncmp(msg, "bzImage: ", 9) == 0 ? msg + 9 : msg);
+		ret = vmkit__err(ret, "kernel %s: %s%s", m->cfg.kernel,
+				 strncmp(msg, "bzImage: ", 9) == 0 ? msg + 9 : msg,
+				 ret == -ENOEXEC ? " (firmware boots only a bzImage)" : "");
 		goto out;
 	}
 	if ((ret = fwcfg_add_u32(m->fwcfg, FW_CFG_SETUP_ADDR, k.setup_addr)) < 0 ||

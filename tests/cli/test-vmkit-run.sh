@@ -62,7 +62,7 @@ check unknown-flag      "see --help"          -- --kernal x
 kcheck firmware-missing  "no such file"        -- --firmware "$tmp/nobios.bin"
 # a kernel for the firmware must be a bzImage; option ROMs need firmware
 head -c 65536 /dev/zero >"$tmp/fw.bin"
-kcheck firmware-kernel-not-bzimage "no \"HdrS\" setup header" -- --firmware "$tmp/fw.bin" --kernel "$tmp/notkernel" --option-rom "$tmp/notkernel"
+kcheck firmware-kernel-not-bzimage "setup header (firmware boots only a bzImage)" -- --firmware "$tmp/fw.bin" --kernel "$tmp/notkernel" --option-rom "$tmp/notkernel"
 kcheck option-rom-missing "no such file"       -- --firmware "$tmp/fw.bin" --option-rom "$tmp/none.rom"
 kcheck option-rom-no-firmware "option ROMs are for firmware" -- --kernel "$tmp/notkernel" --option-rom "$tmp/notkernel"
 check option-rom-bad-name "file name must be"  -- --firmware "$tmp/fw.bin" --option-rom "$tmp/"

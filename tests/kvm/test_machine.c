@@ -522,3 +522,53 @@ Test(machine, custom_virtio_device_ownership)
 	m = NULL;
 	cr_assert_eq(destroyed, 2, "destroy ran %d times, want once per device", destroyed);
 }
+
+/* Guest RAM is madvise(MADV_HUGEPAGE)d unless the config says otherwise:
+ * the kernel shows it as "hg" in the mapping's VmFlags (/proc/self/smaps),
+ * whatever the host's THP mode. */
+static bool ram_has_vmflag(const char *flag)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	void *p = NULL;
+	bool in = false, found = false, seen = false;
+
+	cr_assert_eq(vmkit_vm_translate(vmkit_machine_vm(m), 0x200000, 4096, &p), 0, "%s",
+		     vmkit_last_error());
+	cr_assert_not_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long a, b;
+
+		if (sscanf(line, "%lx-%lx ", &a, &b) == 2) {
+			in = (uintptr_t)p >= a && (uintptr_t)p < b;
+			continue;
+		}
+		if (in && strncmp(line, "VmFlags:", 8) == 0) {
+			char want[8];
+			snprintf(want, sizeof(want), " %s", flag);
+			seen = true;
+			found = strstr(line, want) != NULL;
+		}
+	}
+	fclose(f);
+	cr_assert(seen, "no VmFlags line for guest RAM at %p", p);
+	return found;
+}
+
+Test(machine, guest_ram_asks_for_huge_pages_unless_told_not_to)
+{
+	static const uint8_t code[] = { 0xeb, 0xfe }; /* jmp $ */
+
+	for (int on = 1; on >= 0; on--) {
+		vmkit_machine_config *cfg = flat_config(code, sizeof(code), 1);
+
+		if (!on)
+			cr_assert_eq(vmkit_machine_config_set_hugepages(cfg, false), 0);
+		host = kvmtest_host();
+		cr_assert_eq(vmkit_machine_new(host, cfg, &m), 0, "%s", vmkit_last_error());
+		vmkit_machine_config_free(cfg);
+		cr_assert_eq(ram_has_vmflag("hg"), on, "hugepages %s: VmFlags %s 'hg'",
+			     on ? "on" : "off", on ? "lack" : "have");
+		teardown();
+	}
+}

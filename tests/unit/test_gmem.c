@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <criterion/criterion.h>
 #include <string.h>
+#include <stdio.h>
 
 #include "internal.h"
 
@@ -94,4 +95,58 @@ Test(gmem, anonymous_and_memfd_regions)
 	/* the freed id is reused: ids are KVM slot numbers */
 	cr_assert_eq(vmkit__gmem_add(&g2, 0, 1 << 20, VMKIT_MEMORY_ANONYMOUS, 0), a);
 	vmkit__gmem_destroy(&g2);
+}
+
+/* Guest RAM of any size is mapped at host addresses congruent to its
+ * guest-physical ones modulo 2 MiB (what KVM needs to map it with huge
+ * pages), anonymous and memfd alike, and the 2 MiB of slack reserved to
+ * get there is given back: the mapping is the region, no more. */
+static void vma_of(const void *p, uintptr_t *start, uintptr_t *end)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[512];
+
+	*start = *end = 0;
+	cr_assert_not_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long a, b;
+
+		if (sscanf(line, "%lx-%lx", &a, &b) == 2 && (uintptr_t)p >= a && (uintptr_t)p < b) {
+			*start = a;
+			*end = b;
+			break;
+		}
+	}
+	fclose(f);
+}
+
+Test(gmem, regions_are_2mib_congruent_to_their_gpa)
+{
+	static const struct { uint64_t gpa, len; uint32_t backing; } cases[] = {
+		{ 0, (1 << 20) + (255ull << 20) - (636 << 10), VMKIT_MEMORY_ANONYMOUS },
+		{ 1ull << 32, (3ull << 20) + 4096, VMKIT_MEMORY_ANONYMOUS },
+		{ 0x40001000, 5ull << 20, VMKIT_MEMORY_MEMFD },
+	};
+	/* One region at a time, the previous one unmapped: two of ours side
+	 * by side could merge into one mapping and blur the bounds. */
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct vmkit_gmem g2;
+		uintptr_t start, end;
+		uint8_t *p;
+		int id;
+
+		vmkit__gmem_init(&g2);
+		id = vmkit__gmem_add(&g2, cases[i].gpa, cases[i].len, cases[i].backing, 0);
+		cr_assert_geq(id, 0, "%s", vmkit_last_error());
+		p = vmkit__gmem_ptr(&g2, cases[i].gpa, 1);
+		cr_assert_eq(((uintptr_t)p - cases[i].gpa) % (2u << 20), 0,
+			     "case %zu: hva %p for gpa 0x%llx", i, (void *)p,
+			     (unsigned long long)cases[i].gpa);
+		vma_of(p, &start, &end);
+		cr_assert_eq(start, (uintptr_t)p, "case %zu: the mapping starts at 0x%lx, not %p", i,
+			     (unsigned long)start, (void *)p);
+		cr_assert_eq(end - start, cases[i].len, "case %zu: %lu bytes mapped for %llu", i,
+			     (unsigned long)(end - start), (unsigned long long)cases[i].len);
+		vmkit__gmem_destroy(&g2);
+	}
 }
