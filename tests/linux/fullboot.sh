@@ -149,7 +149,8 @@ t1=$EPOCHREALTIME
 
 fails=0
 ok() { echo "$prog: ok   $*"; }
-bad() { echo "$prog: FAIL $*"; fails=$((fails + 1)); }
+failed=()
+bad() { echo "$prog: FAIL $*"; fails=$((fails + 1)); failed+=("$*"); }
 # value NAME: the value printed by `VMKIT-CHECK NAME ...`
 value() { sed -n "s/.*VMKIT-CHECK $1 //p" "$log" | head -n 1; }
 
@@ -188,6 +189,8 @@ if [ "$fails" -gt 0 ]; then
   echo "$prog: $fails check(s) failed; console tail:"
   tail -n 40 "$log" | sed 's/^/  | /'
   [ ! -s "$work/stderr" ] || { echo "$prog: launcher stderr:"; tail -n 10 "$work/stderr" | sed 's/^/  ! /'; }
+  # the failed checks again, last, so that a log's tail names them
+  for f in "${failed[@]}"; do echo "$prog: FAIL $f"; done
   exit 1
 fi
 exit 0
