@@ -360,13 +360,22 @@ static void pump(void)
 	flush_ctl();
 }
 
-/* Receive until @done(@c) or the timeout. */
+/* Receive until @done(@c), or until the timeout passes with no progress
+ * (no byte received, no state change): a long transfer on a slow host
+ * keeps going; the host side bounds the whole run. */
 static bool wait_for(struct conn *c, bool (*done)(const struct conn *c))
 {
 	uint64_t t0 = vdrv_now_us();
+	uint64_t seen_bytes = c->rx_bytes;
+	int seen_state = (int)c->state;
 
 	while (!done(c)) {
 		pump();
+		if (c->rx_bytes != seen_bytes || (int)c->state != seen_state) {
+			seen_bytes = c->rx_bytes;
+			seen_state = (int)c->state;
+			t0 = vdrv_now_us();
+		}
 		if (vdrv_now_us() - t0 > timeout_ms * 1000)
 			return false;
 		cpu_relax();
