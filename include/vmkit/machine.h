@@ -108,11 +108,15 @@ VMKIT_EXPORT int vmkit_machine_config_set_debugcon(vmkit_machine_config *cfg, ui
 VMKIT_EXPORT int vmkit_machine_config_set_acpi(vmkit_machine_config *cfg, bool enabled);
 /**
  * Back guest RAM with transparent huge pages where the host allows them
- * (madvise(MADV_HUGEPAGE); on by default, as QEMU and Cloud Hypervisor
- * do). Guest RAM is always mapped 2 MiB-aligned to its guest-physical
- * address, so KVM can map it with huge pages. Off: RAM grows 4 KiB at a
- * time, which keeps a sparse guest smaller and leaves ballooned holes
- * alone from khugepaged, at the cost of TLB reach. Since: 0.1
+ * (madvise(MADV_HUGEPAGE)). Guest RAM is always mapped 2 MiB-aligned to
+ * its guest-physical address, so KVM can map it with huge pages. Off: RAM
+ * grows 4 KiB at a time, which keeps a sparse guest smaller, at the cost
+ * of TLB reach. Unset, it is on (as in QEMU and Cloud Hypervisor) unless
+ * the machine has a balloon: the balloon frees 4 KiB pages, and the
+ * host's khugepaged fills a 2 MiB range that still holds any page back
+ * into a whole huge page, returning ballooned memory to the VM's RSS
+ * within minutes. Set on with a balloon, it is honoured and a warning is
+ * logged. Since: 0.1
  */
 VMKIT_EXPORT int vmkit_machine_config_set_hugepages(vmkit_machine_config *cfg, bool enabled);
 /** Override the 12-character CPUID vendor string ("GenuineIntel", ...). */

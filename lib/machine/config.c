@@ -313,6 +313,7 @@ int vmkit_machine_config_set_hugepages(vmkit_machine_config *c, bool enabled)
 {
 	CHECK_CFG(c);
 	c->hugepages = enabled;
+	c->hugepages_set = true;
 	return 0;
 }
 

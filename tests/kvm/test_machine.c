@@ -597,3 +597,24 @@ Test(machine, guest_ram_asks_for_huge_pages_unless_told_not_to)
 		teardown();
 	}
 }
+
+/* With a balloon, unset means off (khugepaged would refill the balloon's
+ * holes); said explicitly, it is honoured. */
+Test(machine, guest_ram_has_no_huge_pages_with_a_balloon_unless_asked)
+{
+	static const uint8_t code[] = { 0xeb, 0xfe }; /* jmp $ */
+
+	for (int ask = 0; ask <= 1; ask++) {
+		vmkit_machine_config *cfg = flat_config(code, sizeof(code), 1);
+
+		cr_assert_eq(vmkit_machine_config_set_balloon(cfg, VMKIT_VIRTIO_MMIO), 0);
+		if (ask)
+			cr_assert_eq(vmkit_machine_config_set_hugepages(cfg, true), 0);
+		host = kvmtest_host();
+		cr_assert_eq(vmkit_machine_new(host, cfg, &m), 0, "%s", vmkit_last_error());
+		vmkit_machine_config_free(cfg);
+		cr_assert_eq(ram_has_vmflag("hg"), ask, "balloon, hugepages %s: VmFlags %s 'hg'",
+			     ask ? "set on" : "unset", ask ? "lack" : "have");
+		teardown();
+	}
+}

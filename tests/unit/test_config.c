@@ -43,6 +43,7 @@ Test(config, full_document)
 	cr_assert_str_eq(c->cmdline, "console=ttyS0");
 	cr_assert_not(c->acpi);
 	cr_assert_not(c->hugepages);
+	cr_assert(c->hugepages_set);
 	cr_assert_eq(c->unhandled_policy, VMKIT_UNHANDLED_STRICT);
 	cr_assert_eq(c->exit_port, 0x501);
 	cr_assert_str_eq(c->cpu.vendor, "GenuineIntel");
@@ -59,6 +60,7 @@ Test(config, defaults)
 	cr_assert_eq(c->memory, 256ull << 20);
 	cr_assert(c->acpi);
 	cr_assert(c->hugepages);
+	cr_assert_not(c->hugepages_set, "unset: the machine decides (off with a balloon)");
 	cr_assert(c->exit_port_enabled);
 	cr_assert_eq(c->exit_port, 0xf4);
 	vmkit_machine_config_free(c);
