@@ -8,7 +8,8 @@
  * empty transfers) or hands it to a pool of BLK_WORKERS threads. Workers
  * preadv/pwritev straight into the request's iovecs, which point into
  * guest memory, write the status byte, and move the request to the done
- * list; an eventfd on the machine's loop then wakes the loop thread,
+ * list; an eventfd on the machine's loop (written by the completion that
+ * finds the list empty: one wake-up per batch) then wakes the loop thread,
  * which takes the device lock, pushes the finished requests and notifies
  * the driver. Workers never take the device lock.
  *
@@ -428,6 +429,7 @@ static void *blk_worker(void *arg)
 	pthread_mutex_lock(&b->lock);
 	for (;;) {
 		struct blk_req *r;
+		bool wake;
 
 		while (!b->quit && !b->next_pick)
 			pthread_cond_wait(&b->work, &b->lock);
@@ -446,6 +448,10 @@ static void *blk_worker(void *arg)
 
 		pthread_mutex_lock(&b->lock);
 		list_unlink(b, r);
+		/* Only the completion that finds the done list empty wakes the
+		 * loop thread: it takes the whole list (under b->lock) after
+		 * reading the eventfd, so later ones ride on that wake-up. */
+		wake = !b->done;
 		if (b->done_tail)
 			b->done_tail->next = r;
 		else
@@ -455,7 +461,8 @@ static void *blk_worker(void *arg)
 		pthread_mutex_unlock(&b->lock);
 		/* Only a counter at its maximum fails, and then a wake-up
 		 * is pending anyway. */
-		(void)!write(b->efd, &one, sizeof(one));
+		if (wake)
+			(void)!write(b->efd, &one, sizeof(one));
 		pthread_mutex_lock(&b->lock);
 	}
 	pthread_mutex_unlock(&b->lock);
