@@ -42,8 +42,13 @@ static void vs_config(vmkit_virtio_transport t, const char *steps)
 	vmkit_vsock_config vc = VMKIT_VSOCK_CONFIG_INIT;
 	char cmd[512];
 
-	snprintf(dir, sizeof(dir), "%s/vmkit-vsock-XXXXXX",
-		 getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	const char *base = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+
+	/* The sockets, <dir>/v.sock_<port>, must fit a sockaddr_un (and
+	 * @dir its buffer): a long TMPDIR is not used. */
+	if (strlen(base) + sizeof("/vmkit-vsock-XXXXXX") > sizeof(dir))
+		base = "/tmp";
+	snprintf(dir, sizeof(dir), "%s/vmkit-vsock-XXXXXX", base);
 	cr_assert(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
 	snprintf(uds, sizeof(uds), "%s/v.sock", dir);
 	snprintf(cmd, sizeof(cmd), "%s transport=%s", steps,
