@@ -109,9 +109,10 @@ VMKIT_EXPORT int vmkit_machine_config_set_acpi(vmkit_machine_config *cfg, bool e
 /**
  * Back guest RAM with transparent huge pages where the host allows them
  * (madvise(MADV_HUGEPAGE)). Guest RAM is always mapped 2 MiB-aligned to
- * its guest-physical address, so KVM can map it with huge pages. Off: RAM
- * grows 4 KiB at a time, which keeps a sparse guest smaller, at the cost
- * of TLB reach. Unset, it is on (as in QEMU and Cloud Hypervisor) unless
+ * its guest-physical address, so KVM can map it with huge pages. Off
+ * (madvise(MADV_NOHUGEPAGE), which also holds where the host's THP mode is
+ * "always"): RAM grows 4 KiB at a time, which keeps a sparse guest
+ * smaller, at the cost of TLB reach. Unset, it is on (as in QEMU and Cloud Hypervisor) unless
  * the machine has a balloon: the balloon frees 4 KiB pages, and the
  * host's khugepaged fills a 2 MiB range that still holds any page back
  * into a whole huge page, returning ballooned memory to the VM's RSS

@@ -71,6 +71,10 @@ typedef struct vmkit_memory_region {
 #define VMKIT_MEMORY_HUGEPAGES (1u << 1)
 /** Do not dump the region into core files. */
 #define VMKIT_MEMORY_NODUMP (1u << 2)
+/** Never back the region with transparent huge pages, even where the
+ * host's THP mode is "always" (madvise(MADV_NOHUGEPAGE)); not with
+ * VMKIT_MEMORY_HUGEPAGES. Since: 0.1 */
+#define VMKIT_MEMORY_NOHUGEPAGES (1u << 3)
 #define VMKIT_MEMORY_REGION_INIT { sizeof(vmkit_memory_region), 0, 0, 0, 0, 0 }
 
 /**

@@ -324,8 +324,11 @@ int vmkit_vm_add_memory(vmkit_vm *vm, const vmkit_memory_region *region)
 	int id, ret;
 
 	if (!vm || !region || region->size < sizeof(*region) ||
-	    (region->flags & ~(VMKIT_MEMORY_READONLY | VMKIT_MEMORY_HUGEPAGES | VMKIT_MEMORY_NODUMP)))
+	    (region->flags & ~(VMKIT_MEMORY_READONLY | VMKIT_MEMORY_HUGEPAGES | VMKIT_MEMORY_NODUMP |
+			       VMKIT_MEMORY_NOHUGEPAGES)))
 		return vmkit__err(-EINVAL, "vmkit_vm_add_memory: bad arguments");
+	if ((region->flags & VMKIT_MEMORY_HUGEPAGES) && (region->flags & VMKIT_MEMORY_NOHUGEPAGES))
+		return vmkit__err(-EINVAL, "vmkit_vm_add_memory: HUGEPAGES and NOHUGEPAGES together");
 	pthread_mutex_lock(&vm->lock);
 	if (any_vcpu_running(vm)) {
 		pthread_mutex_unlock(&vm->lock);

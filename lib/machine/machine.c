@@ -537,7 +537,7 @@ static int add_ram(vmkit_machine *m)
 			   "hugepages with a balloon: khugepaged may refill the pages the balloon frees");
 	r.gpa = 0;
 	r.length = low;
-	r.flags = VMKIT_MEMORY_NODUMP | (thp ? VMKIT_MEMORY_HUGEPAGES : 0);
+	r.flags = VMKIT_MEMORY_NODUMP | (thp ? VMKIT_MEMORY_HUGEPAGES : VMKIT_MEMORY_NOHUGEPAGES);
 	ret = vmkit_vm_add_memory(m->vm, &r);
 	if (ret < 0 || high == 0)
 		return ret < 0 ? ret : 0;

@@ -137,6 +137,8 @@ int vmkit__gmem_add(struct vmkit_gmem *gm, uint64_t gpa, uint64_t len, uint32_t 
 	}
 	if (flags & VMKIT_MEMORY_HUGEPAGES)
 		madvise(p, len, MADV_HUGEPAGE);
+	else if (flags & VMKIT_MEMORY_NOHUGEPAGES)
+		madvise(p, len, MADV_NOHUGEPAGE);
 	if (flags & VMKIT_MEMORY_NODUMP)
 		madvise(p, len, MADV_DONTDUMP);
 	nr.hva = p;

@@ -236,6 +236,13 @@ Test(vcpu, memory_regions_bounds)
 	cr_assert_eq(vmkit_vm_add_memory(vm, &r), -EEXIST);
 	cr_assert_eq(vmkit_vm_remove_memory(vm, id), 0);
 	cr_assert_eq(vmkit_vm_read(vm, 0x8000, b, 1), -EFAULT);
+	/* Contradictory and unknown flags are refused. */
+	r.flags = VMKIT_MEMORY_HUGEPAGES | VMKIT_MEMORY_NOHUGEPAGES;
+	cr_assert_eq(vmkit_vm_add_memory(vm, &r), -EINVAL);
+	r.flags = 1u << 20;
+	cr_assert_eq(vmkit_vm_add_memory(vm, &r), -EINVAL);
+	r.flags = VMKIT_MEMORY_NOHUGEPAGES;
+	cr_assert_geq(vmkit_vm_add_memory(vm, &r), 0, "%s", vmkit_last_error());
 }
 
 /* ioeventfd: a guest write that matches signals the eventfd and does not
