@@ -13,21 +13,27 @@
  * which takes the device lock, pushes the finished requests and notifies
  * the driver. Workers never take the device lock.
  *
- * Reads whose data is in the page cache skip the pool: the thread that
- * parses a read of at most BLK_INLINE_MAX bytes, into at most
- * BLK_INLINE_IOVS guest buffers that are all resident (mincore: a copy
- * into a page that is swapped out, or not yet populated under
- * userfaultfd, would wait for that fault), first tries it with
- * preadv2(RWF_NOWAIT), which copies cached pages and never waits for the
- * disk; only a complete transfer completes the request there, and
- * anything less (EAGAIN, a short read: pages not cached) goes to the
- * workers, which read it all again. This is what io_uring does for a
- * cached buffered read, without its ring; it saves the two thread
- * hand-offs that dominate a cached 4 KiB read. A file system without
- * RWF_NOWAIT reads (EOPNOTSUPP: tmpfs, for one) turns it off for the
- * disk. Writes always go to the pool: buffered RWF_NOWAIT writes are
- * refused by ext4 and tmpfs, and a write may have to wait for dirty-page
- * throttling or block allocation.
+ * Reads whose data is in the page cache skip the pool. The thread that
+ * parses a read (the I/O thread, or a vCPU's for a notify the transport
+ * handles itself) serves it there when it is at most BLK_INLINE_MAX bytes
+ * into at most BLK_INLINE_IOVS guest buffers, and
+ *  - every page of the image range is in the page cache (mincore on a
+ *    read-only shared mapping of the image: RWF_NOWAIT alone may still
+ *    start readahead, which maps blocks and submits I/O on this thread),
+ *  - every guest page it writes is resident (mincore: a page swapped out,
+ *    or not yet populated under userfaultfd, would wait for that fault),
+ *  - and one turn of the queue has not copied BLK_INLINE_BUDGET already;
+ * then preadv2(RWF_NOWAIT) copies it, and only a complete transfer
+ * completes the request there. Anything less (EAGAIN, a short read: a
+ * page evicted meanwhile) goes to the workers, which read it all again.
+ * This is what io_uring does for a cached buffered read, without its ring;
+ * it saves the two thread hand-offs that dominate a cached 4 KiB read. A
+ * file system without RWF_NOWAIT reads (EOPNOTSUPP: tmpfs, for one), or
+ * any other error, turns it off for the disk. Writes always go to the
+ * pool: buffered RWF_NOWAIT writes are refused by ext4 and tmpfs, and a
+ * write may have to wait for dirty-page throttling or block allocation.
+ * (A userfaultfd that traps minor faults or writes to resident pages can
+ * still hold the parsing thread; vmkit registers none.)
  *
  * Why threads and not io_uring: a pool needs no extra library or kernel
  * feature (io_uring is often disabled by container seccomp profiles and
@@ -105,6 +111,9 @@
  * thread, which may be a vCPU's: kept short). */
 #define BLK_INLINE_MAX (64u << 10)
 #define BLK_INLINE_IOVS 4u
+/* Bytes one turn of the queue may copy inline, which bounds the time a
+ * notify spends on the parsing thread (holding the device lock). */
+#define BLK_INLINE_BUDGET (1u << 20)
 #define BLK_QUEUE_SIZE 256u
 /* Data segments per request: a chain has the header and the status too. */
 #define BLK_SEG_MAX (BLK_QUEUE_SIZE - 2u)
@@ -166,6 +175,8 @@ struct blk_req {
 struct blk {
 	int fd;
 	int efd;                        /* completions -> loop thread */
+	void *map;                      /* the image, PROT_READ, for mincore; or NULL */
+	uint64_t map_len;
 	struct vmkit_loop *loop;
 	bool readonly;
 	uint64_t capacity;              /* 512-byte sectors */
@@ -177,8 +188,7 @@ struct blk {
 
 	/* Under dev->lock. */
 	bool writethrough;              /* FLUSH not negotiated */
-	bool no_inline;                 /* the file refused RWF_NOWAIT reads */
-	uint64_t inline_reads;          /* completed by the parsing thread */
+	bool no_inline;                 /* no reads on the parsing thread (see top) */
 	uint32_t n_owned;               /* popped and not yet pushed or dropped */
 	bool throttled;                 /* stopped popping at BLK_QUEUE_SIZE */
 
@@ -681,45 +691,49 @@ static void blk_submit(struct blk *b, struct blk_req *first, struct blk_req *las
 	pthread_mutex_unlock(&b->lock);
 }
 
-/* Whether every page under @iov[@n] is resident (writing into it takes at
- * most a minor fault). */
-static bool iov_resident(const struct iovec *iov, uint32_t n)
+/* Whether every page of [@addr, @addr + @len) is resident: in RAM for
+ * anonymous memory, in the page cache for a file mapping (mincore; no
+ * fault is taken). @len is at most BLK_INLINE_MAX. */
+static bool resident(const void *addr, uint64_t len)
 {
 	const uintptr_t page = 4096;
+	uintptr_t start = (uintptr_t)addr & ~(page - 1);
+	uintptr_t end = (uintptr_t)addr + len;
+	unsigned char vec[BLK_INLINE_MAX / 4096 + 2];
+	size_t pages = (end - start + page - 1) / page;
 
-	for (uint32_t i = 0; i < n; i++) {
-		uintptr_t start = (uintptr_t)iov[i].iov_base & ~(page - 1);
-		uintptr_t end = (uintptr_t)iov[i].iov_base + iov[i].iov_len;
-		unsigned char vec[BLK_INLINE_MAX / 4096 + 2];
-		size_t pages = (end - start + page - 1) / page;
-
-		if (pages > sizeof(vec) || mincore((void *)start, end - start, vec) < 0)
+	if (pages > sizeof(vec) || mincore((void *)start, end - start, vec) < 0)
+		return false;
+	for (size_t j = 0; j < pages; j++) {
+		if (!(vec[j] & 1))
 			return false;
-		for (size_t j = 0; j < pages; j++) {
-			if (!(vec[j] & 1))
-				return false;
-		}
 	}
 	return true;
 }
 
 /* A read served from the page cache on this thread (see the top of the
- * file): true when all of it was transferred, and then r->status is set.
- * preadv2 leaves @r->iov as it was, so a worker can redo it all. */
-static bool blk_read_inline(struct blk *b, struct blk_req *r)
+ * file), within *@budget bytes: true when all of it was transferred, and
+ * then r->status is set. preadv2 leaves @r->iov as it was, so a worker
+ * can redo it all. */
+static bool blk_read_inline(struct blk *b, struct blk_req *r, uint64_t *budget)
 {
 	ssize_t got;
 
 	if (b->no_inline || r->type != VIRTIO_BLK_T_IN || r->len > BLK_INLINE_MAX ||
-	    r->n > BLK_INLINE_IOVS || !iov_resident(r->iov, r->n))
+	    r->len > *budget || r->n > BLK_INLINE_IOVS || r->off + r->len > b->map_len ||
+	    !resident((const uint8_t *)b->map + r->off, r->len))
 		return false;
+	for (uint32_t i = 0; i < r->n; i++) {
+		if (!resident(r->iov[i].iov_base, r->iov[i].iov_len))
+			return false;
+	}
 	got = preadv2(b->fd, r->iov, (int)r->n, (off_t)r->off, RWF_NOWAIT);
-	if (got < 0 && (errno == EOPNOTSUPP || errno == EINVAL))
-		b->no_inline = true;
+	if (got < 0 && errno != EAGAIN && errno != EINTR)
+		b->no_inline = true; /* EOPNOTSUPP, a seccomp filter, ...: the workers report it */
 	if (got < 0 || (uint64_t)got != r->len)
 		return false;
 	r->status = VIRTIO_BLK_S_OK;
-	b->inline_reads++;
+	*budget -= r->len;
 	return true;
 }
 
@@ -729,6 +743,7 @@ static void blk_process(struct blk *b, vmkit_virtio_dev *dev, uint16_t queue)
 {
 	struct blk_req *first = NULL, *last = NULL;
 	unsigned n = 0, popped = 0;
+	uint64_t budget = BLK_INLINE_BUDGET;
 	bool any_pushed = false, more = false;
 
 	while (b->n_owned < BLK_QUEUE_SIZE) {
@@ -750,7 +765,7 @@ static void blk_process(struct blk *b, vmkit_virtio_dev *dev, uint16_t queue)
 		any_pushed |= pushed;
 		if (!r)
 			continue;
-		if (blk_read_inline(b, r)) {
+		if (blk_read_inline(b, r, &budget)) {
 			set_status(r->status_byte, r->status);
 			vmkit_virtq_push(dev, r->elem, r->written);
 			free(r);
@@ -787,8 +802,9 @@ static void blk_completions(void *opaque, int fd, uint32_t events)
 	struct blk_req *r;
 	uint64_t cnt;
 
-	/* Reset the counter first: a worker that finishes after this
-	 * read wakes us again. (EAGAIN: a reset took the wake-up.) */
+	/* Reset the counter first: a completion that comes after this read
+	 * is either in the list taken below or finds it empty and wakes us
+	 * again. (EAGAIN: a reset took the wake-up.) */
 	if (read(fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
 		return;
 	if (!dev)
@@ -989,6 +1005,8 @@ static void blk_destroy(void *opaque)
 		vmkit__loop_del(b->loop, b->efd);
 	if (b->efd >= 0)
 		close(b->efd);
+	if (b->map)
+		munmap(b->map, (size_t)b->map_len);
 	if (b->fd >= 0)
 		close(b->fd);
 	pthread_cond_destroy(&b->work);
@@ -1063,6 +1081,15 @@ static int blk_open(struct blk *b, const char *path)
 		return vmkit__err(-errno, "%s: lock: %s", path, strerror(errno));
 	}
 	b->capacity = bytes / SECTOR;
+	/* Only to ask mincore which pages of the image are cached: never
+	 * touched, so a file truncated under us cannot fault here. */
+	b->map = bytes ? mmap(NULL, (size_t)bytes, PROT_READ, MAP_SHARED, b->fd, 0) : MAP_FAILED;
+	if (b->map == MAP_FAILED) {
+		b->map = NULL;
+		b->no_inline = true;
+	} else {
+		b->map_len = bytes;
+	}
 	return 0;
 }
 
