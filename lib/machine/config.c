@@ -85,6 +85,15 @@ static int dup_opt(char **dst, const char *src)
 	return 0;
 }
 
+/* Append a copy of @path to @list (the caller checked the room). */
+static int push_path(char **list, size_t *n, const char *path)
+{
+	if (!(list[*n] = strdup(path)))
+		return vmkit__err(-ENOMEM, "out of memory");
+	(*n)++;
+	return 0;
+}
+
 int vmkit__machine_config_copy(struct vmkit_machine_config *dst,
 			       const struct vmkit_machine_config *src)
 {
@@ -100,16 +109,12 @@ int vmkit__machine_config_copy(struct vmkit_machine_config *dst,
 	    dup_opt(&dst->firmware, src->firmware))
 		goto oom;
 	for (size_t i = 0; i < src->n_initrds; i++) {
-		dst->initrds[i] = strdup(src->initrds[i]);
-		if (!dst->initrds[i])
+		if (push_path(dst->initrds, &dst->n_initrds, src->initrds[i]))
 			goto oom;
-		dst->n_initrds++;
 	}
 	for (size_t i = 0; i < src->n_option_roms; i++) {
-		dst->option_roms[i] = strdup(src->option_roms[i]);
-		if (!dst->option_roms[i])
+		if (push_path(dst->option_roms, &dst->n_option_roms, src->option_roms[i]))
 			goto oom;
-		dst->n_option_roms++;
 	}
 	for (size_t i = 0; i < src->n_disks; i++) {
 		dst->disks[i] = src->disks[i];
@@ -210,11 +215,7 @@ int vmkit_machine_config_add_initrd(vmkit_machine_config *c, const char *path)
 		return vmkit__err(-EINVAL, "initrd: empty path");
 	if (c->n_initrds == MACHINE_MAX_INITRDS)
 		return vmkit__err(-E2BIG, "initrd: at most %d initrds/modules", MACHINE_MAX_INITRDS);
-	c->initrds[c->n_initrds] = strdup(path);
-	if (!c->initrds[c->n_initrds])
-		return vmkit__err(-ENOMEM, "out of memory");
-	c->n_initrds++;
-	return 0;
+	return push_path(c->initrds, &c->n_initrds, path);
 }
 
 int vmkit_machine_config_add_option_rom(vmkit_machine_config *c, const char *path)
@@ -236,11 +237,7 @@ int vmkit_machine_config_add_option_rom(vmkit_machine_config *c, const char *pat
 	}
 	if (c->n_option_roms == MACHINE_MAX_OPTION_ROMS)
 		return vmkit__err(-E2BIG, "option ROM: at most %d", MACHINE_MAX_OPTION_ROMS);
-	c->option_roms[c->n_option_roms] = strdup(path);
-	if (!c->option_roms[c->n_option_roms])
-		return vmkit__err(-ENOMEM, "out of memory");
-	c->n_option_roms++;
-	return 0;
+	return push_path(c->option_roms, &c->n_option_roms, path);
 }
 
 int vmkit_machine_config_set_cmdline(vmkit_machine_config *c, const char *cmdline)
