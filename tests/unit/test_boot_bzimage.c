@@ -389,6 +389,9 @@ Test(boot_bzimage, fwcfg_stock_kernel_setup_patched_and_initrd_placed)
 	struct boot_fwcfg_kernel o;
 
 	cr_assert_not_null(rd);
+	/* fields the loader must clear, made non-zero so that clearing shows */
+	wr32(k + 0x23c, 0x5a5a);
+	memset(k + 0x250, 0xa5, 8);
 	bootfx_init(&fx, 256 * MiB);
 	fx.in.kernel = k;
 	fx.in.kernel_len = klen;
@@ -406,26 +409,39 @@ Test(boot_bzimage, fwcfg_stock_kernel_setup_patched_and_initrd_placed)
 	cr_assert_leq(o.initrd_addr + rd_len - 1, initrd_max);
 	cr_assert_leq(o.initrd_addr + rd_len, 256 * MiB, "initrd beyond RAM");
 	cr_assert_geq(o.initrd_addr, 0x100000 + rd32(k + 0x260), "initrd over the kernel's init_size");
-	/* the file's header, with the loader's fields */
-	cr_assert_eq(memcmp(o.setup, k, 0x210), 0);
-	cr_assert_eq(o.setup[0x210], 0xff, "type_of_loader");
-	cr_assert(o.setup[0x211] & 0x80, "CAN_USE_HEAP");
-	cr_assert_eq(rd16(o.setup + 0x224), 0xfe00, "heap_end_ptr");
-	cr_assert_eq(rd32(o.setup + 0x228), 0x20000, "cmd_line_ptr");
-	cr_assert_eq(rd32(o.setup + 0x218), o.initrd_addr, "ramdisk_image");
-	cr_assert_eq(rd32(o.setup + 0x21c), rd_len, "ramdisk_size");
-	cr_assert_eq(rd64(o.setup + 0x250), 0, "setup_data");
-	cr_assert_eq(memcmp(o.setup + 0x264, k + 0x264, setup - 0x264), 0,
-		     "bytes after the header changed");
+	/* the file's setup, byte for byte, but the loader's fields */
+	{
+		uint8_t *want = malloc(setup);
+		size_t diff = setup;
+
+		cr_assert_not_null(want);
+		memcpy(want, k, setup);
+		want[0x210] = 0xff;                    /* type_of_loader */
+		want[0x211] |= 0x80;                   /* CAN_USE_HEAP */
+		wr32(want + 0x218, o.initrd_addr);     /* ramdisk_image */
+		wr32(want + 0x21c, (uint32_t)rd_len);  /* ramdisk_size */
+		want[0x224] = 0x00;                    /* heap_end_ptr 0xfe00 */
+		want[0x225] = 0xfe;
+		wr32(want + 0x228, 0x20000);           /* cmd_line_ptr */
+		wr32(want + 0x23c, 0);                 /* hardware_subarch */
+		memset(want + 0x250, 0, 8);            /* setup_data */
+		for (size_t i = 0; i < setup && diff == setup; i++)
+			if (o.setup[i] != want[i])
+				diff = i;
+		cr_assert_eq(diff, setup, "setup byte 0x%zx is 0x%02x, want 0x%02x", diff,
+			     diff < setup ? o.setup[diff] : 0, diff < setup ? want[diff] : 0);
+		free(want);
+	}
 	/* nothing went into guest memory */
 	{
+		static const uint8_t zero[4096];
 		const uint8_t *ram = vmkit__gmem_ptr(&fx.gm, 0, 256 * MiB);
 		size_t nz = 0;
 
 		cr_assert_not_null(ram);
-		for (size_t i = 0; i < 256 * MiB; i += 64)
-			nz += ram[i] != 0;
-		cr_assert_eq(nz, 0, "guest memory was written");
+		for (size_t i = 0; i < 256 * MiB; i += sizeof(zero))
+			nz += memcmp(ram + i, zero, sizeof(zero)) != 0;
+		cr_assert_eq(nz, 0, "guest memory was written (%zu pages)", nz);
 	}
 	free(o.setup);
 	free(rd);
@@ -442,9 +458,11 @@ Test(boot_bzimage, fwcfg_old_protocol_kernel_only_its_fields)
 	wr16(syn + 0x206, 0x0202);
 	wr16(syn + 0x236, 0);
 	syn[0x234] = 0;
+	wr32(syn + 0x23c, 0xabcd);
 	cr_assert_eq(boot_bzimage_fwcfg(&fx.in, &o), 0, "%s", vmkit_last_error());
 	cr_assert_eq(rd32(o.setup + 0x228), 0x20000);
 	cr_assert_eq(rd64(o.setup + 0x250), 0x12345678, "setup_data is not a 2.02 field");
+	cr_assert_eq(rd32(o.setup + 0x23c), 0xabcd, "hardware_subarch is not a 2.02 field");
 	cr_assert_eq(o.initrd_addr, 0);
 	free(o.setup);
 }

@@ -937,6 +937,8 @@ Test(virtqueue, hostile_writable_buffer_in_rom)
 						2));
 	expect_malformed();
 	cr_assert(strstr(vmkit_last_error(), "ROM"), "%s", vmkit_last_error());
+	/* and the helpers devices write through refuse ROM as well */
+	cr_assert_null(vmkit__gmem_ptr_rw(&m.gm, ROM_GPA + 0x100, 64));
 	cr_assert_eq(rom[0x100], 0x5a);
 }
 
