@@ -106,6 +106,9 @@ void *vmkit__gmem_span(const struct vmkit_gmem *gm, uint64_t gpa, uint64_t *avai
  * (a firmware ROM). vmkit__gmem_ptr_rw likewise. */
 void *vmkit__gmem_span_rw(const struct vmkit_gmem *gm, uint64_t gpa, uint64_t *avail);
 void *vmkit__gmem_ptr_rw(const struct vmkit_gmem *gm, uint64_t gpa, size_t len);
+/* vmkit__gmem_write for a device (DMA): -EACCES, nothing written, when
+ * any of the range is read-only. */
+int vmkit__gmem_write_dma(const struct vmkit_gmem *gm, uint64_t gpa, const void *buf, size_t len);
 uint64_t vmkit__gmem_total(const struct vmkit_gmem *gm);
 
 /* ---- buses (lib/bus/bus.c) ----------------------------------------------- */

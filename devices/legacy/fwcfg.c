@@ -143,7 +143,7 @@ static bool dma_zero(const struct vmkit_gmem *mem, uint64_t gpa, uint64_t len)
 {
 	while (len) {
 		size_t n = len < sizeof(zero_page) ? (size_t)len : sizeof(zero_page);
-		if (vmkit__gmem_write(mem, gpa, zero_page, n) < 0)
+		if (vmkit__gmem_write_dma(mem, gpa, zero_page, n) < 0)
 			return false;
 		gpa += n;
 		len -= n;
@@ -178,7 +178,7 @@ static uint32_t dma_transfer(struct fwcfg *f, uint64_t desc)
 	lookup(f, f->key, &d, &len);
 	if (f->off < len) {
 		uint32_t n = len - f->off < length ? len - f->off : length;
-		if ((control & DMA_CTL_READ) && vmkit__gmem_write(f->mem, addr, d + f->off, n) < 0)
+		if ((control & DMA_CTL_READ) && vmkit__gmem_write_dma(f->mem, addr, d + f->off, n) < 0)
 			return DMA_CTL_ERROR;
 		f->off += n;
 		addr += n;
@@ -196,7 +196,7 @@ static void dma_start(struct fwcfg *f, uint64_t desc)
 	put_be32(status, dma_transfer(f, desc));
 	/* Only the control word is written back; if even that address is
 	 * not memory, the guest gets nothing to poll (and sees no change). */
-	vmkit__gmem_write(f->mem, desc, status, sizeof(status));
+	vmkit__gmem_write_dma(f->mem, desc, status, sizeof(status));
 	f->dma_hi = 0;
 }
 

@@ -68,7 +68,7 @@ int boot_flat(const struct boot_input *in, struct boot_entry *out);
  * (FW_CFG_SETUP_*, _KERNEL_*, _INITRD_*, _CMDLINE_ADDR) that its
  * linuxboot option ROM and qboot read: the firmware copies the real-mode
  * setup to @setup_addr, the protected-mode kernel to @kernel_addr, the
- * command line to @cmdline_addr and the initrds (@initrd_size bytes in
+ * command line to @cmdline_addr and the initrds (ramdisk_size bytes in
  * all) to @initrd_addr, then enters the setup code in real mode (boot
  * protocol 2.02+, loaded high). @setup is a patched copy of the file's
  * setup (the header's loader fields filled in as a boot loader must),

@@ -276,11 +276,14 @@ static bool handle_exit(vmkit_vcpu *v, vmkit_vcpu_exit *e)
  * caller reads next (pause, snapshot) is whole. A completion that itself
  * needs userspace (the next fragment of a split MMIO access) is served
  * and the loop goes on; any other exit becomes what run reports. */
+#define FINISH_IO_ROUNDS 4096u
 static int finish_pending_io(vmkit_vcpu *v, vmkit_vcpu_exit *e, _Atomic bool *request)
 {
 	uint32_t kind = e->kind;
 
-	for (unsigned i = 0; i < 16; i++) {
+	/* A string instruction the guest points at MMIO (rep movs: one exit
+	 * per element, its count the guest's) can need many rounds. */
+	for (unsigned i = 0; i < FINISH_IO_ROUNDS; i++) {
 		__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
@@ -297,7 +300,11 @@ static int finish_pending_io(vmkit_vcpu *v, vmkit_vcpu_exit *e, _Atomic bool *re
 		}
 		e->kind = kind;
 	}
-	return vmkit__err(-EIO, "vCPU %u: pending I/O did not complete", v->index);
+	/* Still going: report the kick or stop now and ask for it again, so
+	 * that the next call goes on finishing (never an error: the guest
+	 * chose the count). */
+	atomic_store(request, true);
+	return 0;
 }
 
 int vmkit_vcpu_run(vmkit_vcpu *v, vmkit_vcpu_exit *e)

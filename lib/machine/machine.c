@@ -832,6 +832,8 @@ static int kernel_to_firmware(vmkit_machine *m, struct boot_input *in)
 	uint64_t rd_size = 0;
 	int ret;
 
+	if (m->cfg.kernel_format != VMKIT_KERNEL_AUTO && m->cfg.kernel_format != VMKIT_KERNEL_BZIMAGE)
+		return vmkit__err(-EINVAL, "firmware + kernel: only a bzImage can be handed to the firmware (fw_cfg); the configured kernel format is another");
 	for (size_t i = 0; i < MACHINE_MAX_INITRDS; i++)
 		initrds[i] = (struct file_buf){ .fd = -1 };
 	ret = map_file("kernel", m->cfg.kernel, KERNEL_MAX_BYTES, &kernel);

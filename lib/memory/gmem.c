@@ -247,12 +247,23 @@ int vmkit__gmem_read(const struct vmkit_gmem *gm, uint64_t gpa, void *buf, size_
 	return 0;
 }
 
-int vmkit__gmem_write(const struct vmkit_gmem *gm, uint64_t gpa, const void *buf, size_t len)
+static int write_in(const struct vmkit_gmem *gm, uint64_t gpa, const void *buf, size_t len,
+		    bool device)
 {
 	const uint8_t *in = buf;
 
 	if (!backed(gm, gpa, len))
 		return -EFAULT;
+	/* A device writes no byte when any of the range is read-only. */
+	for (uint64_t a = gpa, left = len; device && left;) {
+		const struct vmkit_gmem_region *r = lookup(gm, a);
+		uint64_t n = r->len - (a - r->gpa) < left ? r->len - (a - r->gpa) : left;
+
+		if (r->flags & VMKIT_MEMORY_READONLY)
+			return -EACCES;
+		a += n;
+		left -= n;
+	}
 	while (len > 0) {
 		const struct vmkit_gmem_region *r = lookup(gm, gpa);
 		uint64_t off = gpa - r->gpa;
@@ -264,6 +275,16 @@ int vmkit__gmem_write(const struct vmkit_gmem *gm, uint64_t gpa, const void *buf
 		len -= n;
 	}
 	return 0;
+}
+
+int vmkit__gmem_write(const struct vmkit_gmem *gm, uint64_t gpa, const void *buf, size_t len)
+{
+	return write_in(gm, gpa, buf, len, false);
+}
+
+int vmkit__gmem_write_dma(const struct vmkit_gmem *gm, uint64_t gpa, const void *buf, size_t len)
+{
+	return write_in(gm, gpa, buf, len, true);
 }
 
 void *vmkit__gmem_ptr(const struct vmkit_gmem *gm, uint64_t gpa, size_t len)

@@ -64,6 +64,8 @@ kcheck firmware-missing  "no such file"        -- --firmware "$tmp/nobios.bin"
 head -c 65536 /dev/zero >"$tmp/fw.bin"
 kcheck firmware-kernel-not-bzimage "setup header (firmware boots only a bzImage)" -- --firmware "$tmp/fw.bin" --kernel "$tmp/notkernel" --option-rom "$tmp/notkernel"
 kcheck option-rom-missing "no such file"       -- --firmware "$tmp/fw.bin" --option-rom "$tmp/none.rom"
+printf '{"firmware": "%s", "kernel": "%s", "kernel_format": "pvh"}\n' "$tmp/fw.bin" "$tmp/notkernel" >"$tmp/fw-pvh.json"
+kcheck firmware-kernel-format "only a bzImage can be handed to the firmware" -- --config "$tmp/fw-pvh.json"
 kcheck option-rom-no-firmware "option ROMs are for firmware" -- --kernel "$tmp/notkernel" --option-rom "$tmp/notkernel"
 check option-rom-bad-name "file name must be"  -- --firmware "$tmp/fw.bin" --option-rom "$tmp/"
 # virtio device flags

@@ -271,6 +271,24 @@ Test(fwcfg, dma_hostile_requests_fail_without_stray_writes)
 	cr_assert_eq(memcmp(mem_copy, mem, sizeof(mem)), 0);
 }
 
+/* Read-only guest memory (a firmware ROM) is read-only to DMA as well. */
+Test(fwcfg, dma_into_read_only_memory_is_refused)
+{
+	static uint8_t rom[0x1000];
+
+	memset(rom, 0x33, sizeof(rom));
+	cr_assert_geq(vmkit__gmem_add_host(&gm, 0x40000, sizeof(rom), rom, VMKIT_MEMORY_READONLY), 0);
+	cr_assert_eq(fwcfg_add_file(f, "etc/blob", "0123456789", 10), 0);
+	cr_assert_eq(dma(MEM_GPA, SELECT(0x20) | CTL_READ, 10, 0x40000 + 0x10), CTL_ERROR);
+	/* zeros past the item's end too */
+	cr_assert_eq(dma(MEM_GPA, SELECT(0x20) | CTL_READ, 64, 0x40000 + 0x100), CTL_ERROR);
+	for (size_t i = 0; i < sizeof(rom); i++)
+		cr_assert_eq(rom[i], 0x33, "ROM written at %zu", i);
+	/* the same request into RAM works */
+	cr_assert_eq(dma(MEM_GPA, SELECT(0x20) | CTL_READ, 10, MEM_GPA + 0x100), 0);
+	cr_assert_eq(memcmp(mem + 0x100, "0123456789", 10), 0);
+}
+
 Test(fwcfg, without_guest_memory_there_is_no_dma)
 {
 	struct fwcfg *g;
