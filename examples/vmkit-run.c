@@ -744,10 +744,15 @@ int main(int argc, char **argv)
 	/* A kernel for the firmware: SeaBIOS boots it only through QEMU's
 	 * linuxboot option ROM. Added when the flags ask for that and name
 	 * no ROM (a JSON config lists its own "option_roms"). */
-	if (firmware_flag && kernel_flag && !rom_flag && access(LINUXBOOT_ROM, R_OK) == 0 &&
-	    vmkit_machine_config_add_option_rom(cfg, LINUXBOOT_ROM) < 0) {
-		rc = fail(NULL);
-		goto done;
+	if (firmware_flag && kernel_flag && !rom_flag) {
+		if (access(LINUXBOOT_ROM, R_OK) != 0)
+			fprintf(stderr, "vmkit-run: warning: no %s (Debian's qemu-system-data): "
+				"SeaBIOS will not find the kernel; name a ROM with --option-rom\n",
+				LINUXBOOT_ROM);
+		else if (vmkit_machine_config_add_option_rom(cfg, LINUXBOOT_ROM) < 0) {
+			rc = fail(NULL);
+			goto done;
+		}
 	}
 	/* With a virtio console, it takes the keyboard; the serial port
 	 * still writes (boot messages before hvc0 is up). */

@@ -22,7 +22,6 @@ static void config_defaults(struct vmkit_machine_config *c)
 	c->exit_port_enabled = true;
 	c->exit_port = X86_EXIT_PORT;
 	c->acpi = true;
-	c->hugepages = true;
 	c->flat_mode = VMKIT_CPU_LONG64;
 	c->console_in = c->console_out = MACHINE_FD_SERIAL;
 	c->debugcon_fd = -1;

@@ -521,7 +521,7 @@ static int add_ram(vmkit_machine *m)
 {
 	vmkit_memory_region r = VMKIT_MEMORY_REGION_INIT;
 	uint64_t low, high;
-	bool thp = false;
+	bool thp;
 	int ret;
 
 	x86_ram_layout(m->cfg.memory, &low, &high);
@@ -530,8 +530,7 @@ static int add_ram(vmkit_machine *m)
 	 * default) collapses a 2 MiB range with any page left in it back into
 	 * a whole huge page, so ballooned memory returns to the host's RSS
 	 * within minutes (measured: 64 MiB of holes refilled in 70 s). */
-	if (m->cfg.hugepages_set ? m->cfg.hugepages : !m->cfg.balloon)
-		thp = true;
+	thp = m->cfg.hugepages_set ? m->cfg.hugepages : !m->cfg.balloon;
 	if (thp && m->cfg.balloon)
 		vmkit__log(&m->vm->log, VMKIT_LOG_WARN,
 			   "hugepages with a balloon: khugepaged may refill the pages the balloon frees");

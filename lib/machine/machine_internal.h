@@ -67,8 +67,8 @@ struct vmkit_machine_config {
 	bool exit_port_enabled;
 	uint16_t exit_port;
 	bool acpi;
-	bool hugepages;                /* guest RAM madvise(MADV_HUGEPAGE) */
-	bool hugepages_set;            /* ... said by the embedder (else: on unless a balloon) */
+	bool hugepages;                /* guest RAM THP, when hugepages_set */
+	bool hugepages_set;            /* said by the embedder (else: on unless a balloon) */
 	int debugcon_fd;               /* -1: no debug console */
 	uint16_t debugcon_port;
 	struct x86_cpu_model cpu;

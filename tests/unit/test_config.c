@@ -59,7 +59,6 @@ Test(config, defaults)
 	cr_assert_eq(c->ncpus, 1);
 	cr_assert_eq(c->memory, 256ull << 20);
 	cr_assert(c->acpi);
-	cr_assert(c->hugepages);
 	cr_assert_not(c->hugepages_set, "unset: the machine decides (off with a balloon)");
 	cr_assert(c->exit_port_enabled);
 	cr_assert_eq(c->exit_port, 0xf4);
